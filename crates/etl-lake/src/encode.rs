@@ -1,0 +1,155 @@
+//! Parquet encoding of transformed batches, split by partition.
+
+use crate::layout::PartitionValues;
+use crate::LakeError;
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression as PqCompression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use std::collections::BTreeMap;
+
+/// Compression codec of the Parquet files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "codec", deny_unknown_fields)]
+pub enum Compression {
+    /// zstd at `level` (1..=22). Level 1 costs little in size for event data and is much faster.
+    Zstd { level: i32 },
+    /// Snappy (what Firehose writes by default).
+    Snappy,
+    /// No compression.
+    None,
+}
+
+/// How Parquet files are written.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParquetOptions {
+    /// Codec. Default: zstd level 1.
+    pub compression: Compression,
+    /// Most rows in one row group. Default: 131072.
+    pub row_group_rows: usize,
+    /// A file is closed and the next one started once it reaches about this many bytes.
+    /// Default: 128 MiB.
+    pub target_file_bytes: usize,
+}
+
+impl Default for ParquetOptions {
+    fn default() -> Self {
+        ParquetOptions { compression: Compression::Zstd { level: 1 }, row_group_rows: 128 * 1024, target_file_bytes: 128 << 20 }
+    }
+}
+
+impl ParquetOptions {
+    fn properties(&self) -> Result<WriterProperties, LakeError> {
+        if self.row_group_rows == 0 {
+            return Err(LakeError::Option { field: "parquet.row_group_rows", message: "must be at least 1".into() });
+        }
+        let compression = match self.compression {
+            Compression::Zstd { level } => PqCompression::ZSTD(ZstdLevel::try_new(level).map_err(|e| LakeError::Option {
+                field: "parquet.compression.level",
+                message: format!("{e}; use 1 to 22"),
+            })?),
+            Compression::Snappy => PqCompression::SNAPPY,
+            Compression::None => PqCompression::UNCOMPRESSED,
+        };
+        Ok(WriterProperties::builder()
+            .set_compression(compression)
+            .set_max_row_group_size(self.row_group_rows)
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_created_by(format!("etl {}", env!("CARGO_PKG_VERSION")))
+            .build())
+    }
+}
+
+/// One encoded Parquet file of one partition.
+#[derive(Debug, Clone)]
+pub struct EncodedFile {
+    /// Its partition.
+    pub partition: PartitionValues,
+    /// Its number within the partition for this batch (0, 1, …).
+    pub part: usize,
+    /// Rows in the file.
+    pub rows: usize,
+    /// The file's bytes.
+    pub bytes: Bytes,
+}
+
+/// Splits transformed batches (lake columns + `dt` + `hour`) by partition, keeping row order,
+/// and encodes each partition as one or more Parquet files with the lake schema (without the
+/// partition columns). Output is ordered by partition, so it is deterministic.
+pub fn encode_partitions(table: &str, lake_schema: &SchemaRef, batches: &[RecordBatch], options: &ParquetOptions) -> Result<Vec<EncodedFile>, LakeError> {
+    let props = options.properties()?;
+    // Row indices of each partition, per batch, in order.
+    let mut groups: BTreeMap<PartitionValues, Vec<(usize, Vec<u32>)>> = BTreeMap::new();
+    for (b, batch) in batches.iter().enumerate() {
+        let dt = partition_column(batch, "dt")?;
+        let hour = partition_column(batch, "hour")?;
+        let mut current: Option<(PartitionValues, Vec<u32>)> = None;
+        for row in 0..batch.num_rows() {
+            let (d, h) = (dt.value(row), hour.value(row));
+            match &mut current {
+                Some((p, rows)) if p.dt == d && p.hour == h => rows.push(row as u32),
+                _ => {
+                    if let Some((p, rows)) = current.take() {
+                        push_rows(&mut groups, p, b, rows);
+                    }
+                    current = Some((PartitionValues { dt: d.to_string(), hour: h.to_string() }, vec![row as u32]));
+                }
+            }
+        }
+        if let Some((p, rows)) = current {
+            push_rows(&mut groups, p, b, rows);
+        }
+    }
+    let width = lake_schema.fields().len();
+    let parquet_err = |source| LakeError::Parquet { table: table.to_string(), source };
+    let mut out = Vec::new();
+    for (partition, parts) in groups {
+        let mut part = 0;
+        let mut writer = ArrowWriter::try_new(Vec::new(), lake_schema.clone(), Some(props.clone())).map_err(parquet_err)?;
+        let mut rows_in_file = 0;
+        for (b, rows) in parts {
+            let batch = &batches[b];
+            let selected = if rows.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                take_record_batch(batch, &UInt32Array::from(rows))?
+            };
+            let lake_batch = RecordBatch::try_new(lake_schema.clone(), selected.columns()[..width].to_vec())?;
+            writer.write(&lake_batch).map_err(parquet_err)?;
+            rows_in_file += lake_batch.num_rows();
+            if writer.bytes_written() + writer.in_progress_size() >= options.target_file_bytes {
+                let next = ArrowWriter::try_new(Vec::new(), lake_schema.clone(), Some(props.clone())).map_err(parquet_err)?;
+                let full = std::mem::replace(&mut writer, next);
+                let bytes = full.into_inner().map_err(parquet_err)?;
+                out.push(EncodedFile { partition: partition.clone(), part, rows: rows_in_file, bytes: Bytes::from(bytes) });
+                part += 1;
+                rows_in_file = 0;
+            }
+        }
+        if rows_in_file > 0 {
+            let bytes = writer.into_inner().map_err(parquet_err)?;
+            out.push(EncodedFile { partition, part, rows: rows_in_file, bytes: Bytes::from(bytes) });
+        }
+    }
+    Ok(out)
+}
+
+fn push_rows(groups: &mut BTreeMap<PartitionValues, Vec<(usize, Vec<u32>)>>, p: PartitionValues, batch: usize, rows: Vec<u32>) {
+    let entry = groups.entry(p).or_default();
+    match entry.last_mut() {
+        Some((b, existing)) if *b == batch => existing.extend(rows),
+        _ => entry.push((batch, rows)),
+    }
+}
+
+fn partition_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::StringArray, LakeError> {
+    let col = batch.column_by_name(name).ok_or_else(|| LakeError::MissingColumn(name.to_string()))?;
+    if col.null_count() > 0 {
+        return Err(LakeError::MissingColumn(format!("{name} (it has nulls)")));
+    }
+    col.as_string_opt::<i32>().ok_or_else(|| LakeError::MissingColumn(format!("{name} (as text)")))
+}

@@ -1,0 +1,51 @@
+//! The lake: Parquet files under Hive partitions, dead letters, batch commit records and the
+//! catalog of tables and partitions.
+//!
+//! Everything is written through the `object_store` crate, so the same code writes to a local
+//! directory (`etl demo`, `etl ingest`) and, later, to S3. Layout under the lake root:
+//!
+//! ```text
+//! <table>/dt=YYYY-MM-DD/hour=HH/<batch-id>-<n>.parquet   data (no dt/hour columns inside)
+//! dead-letters/<stream>/dt=YYYY-MM-DD/<batch-id>.ndjson   rejected records with reasons
+//! _commits/<stream>/<batch-id>.json                       what one batch wrote (manifest)
+//! _catalog/catalog.json                                   the local file catalog
+//! ```
+//!
+//! File names derive from the batch id, which derives from the source position, so re-running
+//! the same input overwrites files instead of duplicating them.
+//!
+//! This crate does not decode, transform or deduplicate records; it writes what it is given.
+
+pub mod catalog;
+mod dead_letters;
+mod encode;
+mod layout;
+mod store;
+
+pub use dead_letters::{DeadLetter, DeadLetterSource};
+pub use encode::{encode_partitions, Compression, EncodedFile, ParquetOptions};
+pub use layout::{BatchId, PartitionValues};
+pub use store::{open_store, BatchCommit, BatchSource, CommittedFile, Lake};
+
+/// Errors of the lake.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("lake location `{location}` cannot be used: {message}")]
+    Location { location: String, message: String },
+    #[error("writing {path} failed: {source}")]
+    Write { path: String, #[source] source: object_store::Error },
+    #[error("reading {path} failed: {source}")]
+    Read { path: String, #[source] source: object_store::Error },
+    #[error("encoding Parquet for {table} failed: {source}")]
+    Parquet { table: String, #[source] source: parquet::errors::ParquetError },
+    #[error("batch is missing column `{0}`; the transform must produce the partition columns dt and hour")]
+    MissingColumn(String),
+    #[error("invalid option {field}: {message}")]
+    Option { field: &'static str, message: String },
+    #[error("catalog {path} is corrupt: {message}; restore it from a backup or delete it and run `etl catalog sync`")]
+    CorruptCatalog { path: String, message: String },
+    #[error("internal Arrow error: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("internal JSON error: {0}")]
+    Json(#[from] serde_json::Error),
+}

@@ -1,0 +1,205 @@
+//! The schema file model and its validation.
+
+use arrow_schema::{DataType, Field as ArrowField, Fields, Schema, SchemaRef, TimeUnit};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Errors reading or validating a schema file.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("cannot read schema {path}: {source}")]
+    Io { path: String, #[source] source: std::io::Error },
+    #[error("schema {origin} is not valid TOML or has an unknown key: {message}")]
+    Parse { origin: String, message: String },
+    #[error("schema {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// One stream's schema, as written in `schemas/<stream>.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSchema {
+    /// Stream and table name: lowercase letters, digits and `_`.
+    pub stream: String,
+    /// Schema version; bump it with every change.
+    pub version: u32,
+    /// What the stream carries.
+    #[serde(default)]
+    pub description: String,
+    /// Fields in column order.
+    pub fields: Vec<Field>,
+}
+
+/// One field of an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    /// JSON key and column name (lowercase).
+    pub name: String,
+    /// The field's type and its parameters.
+    #[serde(flatten)]
+    pub ty: FieldType,
+    /// A record without this field (or with `null`) is dead-lettered.
+    #[serde(default)]
+    pub required: bool,
+    /// Longest accepted text, in bytes (string fields only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    /// What the field means; copied into catalog comments.
+    #[serde(default)]
+    pub doc: String,
+}
+
+/// Field types; see the header of `schemas/app_events.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FieldType {
+    String,
+    Enum { values: Vec<String> },
+    Phone,
+    Int64,
+    Double,
+    Boolean,
+    Timestamp,
+    Json,
+    Struct { fields: Vec<Field> },
+}
+
+/// Name of the column that keeps unknown keys as a JSON object.
+pub const EXTRAS_COLUMN: &str = "extras";
+
+impl StreamSchema {
+    /// Reads and validates one schema file.
+    pub fn load(path: &Path) -> Result<Self, SchemaError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SchemaError::Io { path: path.display().to_string(), source })?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates schema text; `origin` names it in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, SchemaError> {
+        let schema: StreamSchema = toml::from_str(text)
+            .map_err(|e| SchemaError::Parse { origin: origin.to_string(), message: e.to_string() })?;
+        schema.validate(origin)?;
+        Ok(schema)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), SchemaError> {
+        let bad = |message: String| Err(SchemaError::Invalid { origin: origin.to_string(), message });
+        if !is_identifier(&self.stream) {
+            return bad(format!("stream name `{}` must be lowercase letters, digits and `_`", self.stream));
+        }
+        if self.fields.is_empty() {
+            return bad("a schema needs at least one field under [[fields]]".into());
+        }
+        let mut columns = HashSet::new();
+        for f in &self.fields {
+            validate_field(f, origin, None)?;
+            for col in f.lake_names() {
+                if !columns.insert(col.clone()) {
+                    return bad(format!("column `{col}` appears twice (flattened struct fields count)"));
+                }
+            }
+        }
+        for reserved in [EXTRAS_COLUMN, "dt", "hour"] {
+            if columns.contains(reserved) {
+                return bad(format!("field name `{reserved}` is reserved; rename the field"));
+            }
+        }
+        for key in ["event_id", "occurred_at"] {
+            match self.field(key) {
+                Some(f) if f.required => {}
+                _ => return bad(format!("every stream needs a required field `{key}`")),
+            }
+        }
+        if self.field("occurred_at").map(|f| &f.ty) != Some(&FieldType::Timestamp) {
+            return bad("`occurred_at` must have type = \"timestamp\"".into());
+        }
+        Ok(())
+    }
+
+    /// The top-level field called `name`.
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// Arrow schema of a decoded batch: one column per top-level field (structs stay nested,
+    /// phones are still raw text, json is text, timestamps are ms UTC), then `extras` (JSON text
+    /// of unknown keys, null when none). Required fields are non-nullable.
+    pub fn decoded_arrow_schema(&self) -> SchemaRef {
+        let mut fields: Vec<ArrowField> = self.fields.iter().map(Field::decoded_arrow_field).collect();
+        fields.push(ArrowField::new(EXTRAS_COLUMN, DataType::Utf8, true));
+        Arc::new(Schema::new(fields))
+    }
+}
+
+impl Field {
+    /// Arrow field of this field in a decoded batch.
+    pub fn decoded_arrow_field(&self) -> ArrowField {
+        let dt = match &self.ty {
+            FieldType::String | FieldType::Enum { .. } | FieldType::Phone | FieldType::Json => DataType::Utf8,
+            FieldType::Int64 => DataType::Int64,
+            FieldType::Double => DataType::Float64,
+            FieldType::Boolean => DataType::Boolean,
+            FieldType::Timestamp => timestamp_ms(),
+            FieldType::Struct { fields } => {
+                DataType::Struct(Fields::from(fields.iter().map(Field::decoded_arrow_field).collect::<Vec<_>>()))
+            }
+        };
+        ArrowField::new(&self.name, dt, !self.required)
+    }
+
+    /// Column names this field becomes in the lake (structs flatten to `<name>_<child>`).
+    pub fn lake_names(&self) -> Vec<String> {
+        match &self.ty {
+            FieldType::Struct { fields } => fields
+                .iter()
+                .flat_map(|c| c.lake_names().into_iter().map(|n| format!("{}_{}", self.name, n)))
+                .collect(),
+            _ => vec![self.name.clone()],
+        }
+    }
+}
+
+/// The one timestamp type of the project: milliseconds, UTC (what Athena reads).
+pub fn timestamp_ms() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+fn validate_field(f: &Field, origin: &str, parent: Option<&str>) -> Result<(), SchemaError> {
+    let path = match parent {
+        Some(p) => format!("{p}.{}", f.name),
+        None => f.name.clone(),
+    };
+    let bad = |message: String| Err(SchemaError::Invalid { origin: origin.to_string(), message });
+    if !is_identifier(&f.name) {
+        return bad(format!("field `{path}`: names must be lowercase letters, digits and `_`, starting with a letter"));
+    }
+    if f.max_length.is_some() && !matches!(f.ty, FieldType::String) {
+        return bad(format!("field `{path}`: max_length applies to type = \"string\" only"));
+    }
+    match &f.ty {
+        FieldType::Enum { values } if values.is_empty() => {
+            bad(format!("field `{path}`: an enum needs a non-empty `values` list"))
+        }
+        FieldType::Struct { fields } => {
+            if parent.is_some() {
+                return bad(format!("field `{path}`: structs nest one level only"));
+            }
+            if fields.is_empty() {
+                return bad(format!("field `{path}`: a struct needs `fields`"));
+            }
+            fields.iter().try_for_each(|c| validate_field(c, origin, Some(&path)))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.len() <= 255
+}

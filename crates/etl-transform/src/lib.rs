@@ -1,0 +1,160 @@
+//! The transform step: per-stream DataFusion SQL from `queries/transform/<stream>.sql`, run on
+//! each decoded micro-batch.
+//!
+//! The SQL sees the batch as table `input` (the decoded columns plus `_row`, the position in the
+//! batch) and must return the stream's lake columns followed by `dt` and `hour`; [`Transformer`]
+//! checks that before anything is written. Functions registered for the SQL:
+//! `mask_phone(text)` (keyed HMAC-SHA256, see [`MaskKey`]), `lake_dt(ts)` and `lake_hour(ts)`
+//! (UTC partition values).
+//!
+//! This crate does not decode JSON, deduplicate across batches, or write anything.
+
+mod functions;
+
+pub use functions::MaskKey;
+
+use arrow::array::{Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::execution::context::SessionContext;
+use datafusion::prelude::SessionConfig;
+use etl_schema::StreamSchema;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Name of the column the pipeline adds to every decoded batch: the row's position in it.
+pub const ROW_COLUMN: &str = "_row";
+
+/// Errors of the transform step.
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error("cannot read transform SQL {path}: {source}")]
+    Io { path: String, #[source] source: std::io::Error },
+    #[error("no transform SQL for stream `{0}`: add queries/transform/{0}.sql")]
+    Missing(String),
+    #[error("transform SQL {origin} failed: {source}")]
+    Sql { origin: String, #[source] source: Box<datafusion::error::DataFusionError> },
+    #[error("transform SQL {origin} returns the wrong columns: {message}. It must return the lake columns of the stream in schema order, then `dt` and `hour`")]
+    Shape { origin: String, message: String },
+    #[error("internal Arrow error in the transform step: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+/// One stream's transform query.
+#[derive(Debug, Clone)]
+pub struct TransformSql {
+    /// Stream name (the file stem).
+    pub stream: String,
+    /// Where it came from, for error messages.
+    pub origin: String,
+    /// The SELECT statement.
+    pub sql: String,
+}
+
+/// The transform queries compiled into the binary (the repository's `queries/transform/`).
+pub fn embedded_sql() -> Vec<TransformSql> {
+    [
+        ("app_events", include_str!("../../../queries/transform/app_events.sql")),
+        ("call_events", include_str!("../../../queries/transform/call_events.sql")),
+    ]
+    .into_iter()
+    .map(|(stream, sql)| TransformSql {
+        stream: stream.into(),
+        origin: format!("queries/transform/{stream}.sql"),
+        sql: sql.into(),
+    })
+    .collect()
+}
+
+/// Loads `<dir>/<stream>.sql` for every `*.sql` file of `dir`.
+pub fn load_sql_dir(dir: &Path) -> Result<Vec<TransformSql>, TransformError> {
+    let io = |source| TransformError::Io { path: dir.display().to_string(), source };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("sql") {
+            continue;
+        }
+        let stream = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let sql = std::fs::read_to_string(&path)
+            .map_err(|source| TransformError::Io { path: path.display().to_string(), source })?;
+        out.push(TransformSql { stream, origin: path.display().to_string(), sql });
+    }
+    out.sort_by(|a, b| a.stream.cmp(&b.stream));
+    Ok(out)
+}
+
+/// Runs the transform SQL of each stream on decoded batches. Cheap to share between tasks.
+pub struct Transformer {
+    config: SessionConfig,
+    key: MaskKey,
+    streams: HashMap<String, StreamTransform>,
+}
+
+struct StreamTransform {
+    sql: TransformSql,
+    expected: Arc<Schema>,
+}
+
+impl Transformer {
+    /// Builds a transformer for `schemas`, each of which must have its SQL in `sql`.
+    pub fn new(schemas: &[StreamSchema], sql: Vec<TransformSql>, key: MaskKey) -> Result<Self, TransformError> {
+        let mut by_stream: HashMap<String, TransformSql> = sql.into_iter().map(|s| (s.stream.clone(), s)).collect();
+        let mut streams = HashMap::new();
+        for schema in schemas {
+            let sql = by_stream.remove(&schema.stream).ok_or_else(|| TransformError::Missing(schema.stream.clone()))?;
+            streams.insert(schema.stream.clone(), StreamTransform { sql, expected: schema.transformed_arrow_schema() });
+        }
+        // One partition per batch: the pipeline runs batches in parallel, not operators.
+        let config = SessionConfig::new().with_target_partitions(1).with_batch_size(16 * 1024);
+        Ok(Transformer { config, key, streams })
+    }
+
+    /// Adds the `_row` column to a decoded batch.
+    pub fn with_row_numbers(batch: &RecordBatch) -> Result<RecordBatch, TransformError> {
+        let rows = Int64Array::from_iter_values(0..batch.num_rows() as i64);
+        let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(ROW_COLUMN, DataType::Int64, false));
+        let mut columns = batch.columns().to_vec();
+        columns.push(Arc::new(rows));
+        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    }
+
+    /// Transforms one decoded batch of `stream`; the result has the stream's transformed schema.
+    pub async fn transform(&self, stream: &str, decoded: RecordBatch) -> Result<Vec<RecordBatch>, TransformError> {
+        let st = self.streams.get(stream).ok_or_else(|| TransformError::Missing(stream.to_string()))?;
+        let origin = &st.sql.origin;
+        let sql_err = |e: datafusion::error::DataFusionError| TransformError::Sql { origin: origin.clone(), source: Box::new(e) };
+        let ctx = SessionContext::new_with_config(self.config.clone());
+        functions::register(&ctx, &self.key);
+        ctx.register_batch("input", Self::with_row_numbers(&decoded)?).map_err(sql_err)?;
+        let df = ctx.sql(&st.sql.sql).await.map_err(sql_err)?;
+        let batches = df.collect().await.map_err(sql_err)?;
+        batches.into_iter().map(|b| conform(b, &st.expected, origin)).collect()
+    }
+}
+
+/// Checks names and types of the SQL output against the expected schema, then relabels the batch
+/// with the expected schema (nullability as declared by the stream schema).
+fn conform(batch: RecordBatch, expected: &Arc<Schema>, origin: &str) -> Result<RecordBatch, TransformError> {
+    let got = batch.schema();
+    let shape = |message: String| TransformError::Shape { origin: origin.to_string(), message };
+    if got.fields().len() != expected.fields().len() {
+        let names: Vec<&str> = got.fields().iter().map(|f| f.name().as_str()).collect();
+        return Err(shape(format!("expected {} columns, got {}: {}", expected.fields().len(), names.len(), names.join(", "))));
+    }
+    for (g, e) in got.fields().iter().zip(expected.fields()) {
+        if g.name() != e.name() || g.data_type() != e.data_type() {
+            return Err(shape(format!("expected column `{}` {:?}, got `{}` {:?}", e.name(), e.data_type(), g.name(), g.data_type())));
+        }
+    }
+    for (col, e) in batch.columns().iter().zip(expected.fields()) {
+        if !e.is_nullable() && col.null_count() > 0 {
+            return Err(shape(format!("column `{}` is required but the query produced nulls", e.name())));
+        }
+    }
+    Ok(RecordBatch::try_new(expected.clone(), batch.columns().to_vec())?)
+}
+
+#[cfg(test)]
+mod tests;

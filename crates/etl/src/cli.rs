@@ -1,0 +1,141 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Streaming analytics ETL: app and call events → validated, masked Parquet lake → warehouse views.
+#[derive(Debug, Parser)]
+#[command(name = "etl", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options of every command.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Data directory: the lake is `<dir>/lake`, generated input `<dir>/input`.
+    #[arg(long, global = true, default_value = "etl-data", env = "ETL_DIR")]
+    pub dir: PathBuf,
+    /// Optional TOML file with pipeline options (see README, "Pipeline options").
+    #[arg(long, global = true, env = "ETL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of stream schemas; default: the schemas built into the binary.
+    #[arg(long, global = true)]
+    pub schemas: Option<PathBuf>,
+    /// Directory of transform SQL; default: the queries built into the binary.
+    #[arg(long, global = true)]
+    pub transform_sql: Option<PathBuf>,
+    /// Directory of curated view SQL; default: the views built into the binary.
+    #[arg(long, global = true)]
+    pub views: Option<PathBuf>,
+    /// File holding the secret key for masking phone numbers (HMAC-SHA256).
+    #[arg(long, global = true, env = "ETL_MASK_KEY_FILE")]
+    pub mask_key_file: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `etl_pipeline=debug`.
+    #[arg(long, global = true, default_value = "warn", env = "ETL_LOG")]
+    pub log: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate events, run them through the whole pipeline into `--dir`, and show the curated views.
+    Demo(DemoArgs),
+    /// Write synthetic events as NDJSON (one file per stream).
+    Generate(GenerateArgs),
+    /// Push NDJSON files (optionally gzip; `-` for stdin) through validate → transform → lake → catalog.
+    Ingest(IngestArgs),
+    /// Manage the catalog of lake tables.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+    /// Run SQL against the local warehouse (lake tables and curated views).
+    Query(QueryArgs),
+    /// Show the first rows of every curated view.
+    Views(ViewsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of events to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Random seed; the same seed gives the same events.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Rows shown per view.
+    #[arg(long, default_value_t = 8)]
+    pub rows: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of events (both streams together).
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u64,
+    /// Random seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output directory; writes `app_events.ndjson` and `call_events.ndjson`.
+    #[arg(long, default_value = "etl-data/input")]
+    pub out: PathBuf,
+    /// Fraction of exact duplicates.
+    #[arg(long)]
+    pub duplicate_rate: Option<f64>,
+    /// Fraction of malformed records.
+    #[arg(long)]
+    pub malformed_rate: Option<f64>,
+    /// Fraction of late events.
+    #[arg(long)]
+    pub late_rate: Option<f64>,
+    /// Fraction of events on the call stream.
+    #[arg(long)]
+    pub call_share: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Stream the records belong to (`app_events` or `call_events`).
+    #[arg(long)]
+    pub stream: String,
+    /// Input files; `-` reads stdin.
+    #[arg(required = true)]
+    pub files: Vec<String>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Create or extend every stream's table from the schemas (additive changes only).
+    Sync,
+    /// List tables and partitions.
+    Show,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The SQL statement.
+    pub sql: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ViewsArgs {
+    /// Rows shown per view.
+    #[arg(long, default_value_t = 10)]
+    pub rows: usize,
+}
