@@ -57,7 +57,7 @@ impl ParquetOptions {
         };
         Ok(WriterProperties::builder()
             .set_compression(compression)
-            .set_max_row_group_size(self.row_group_rows)
+            .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_created_by(format!("etl {}", env!("CARGO_PKG_VERSION")))
             .build())

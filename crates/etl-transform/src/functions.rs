@@ -7,7 +7,6 @@ use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -76,9 +75,6 @@ struct MaskPhone {
 }
 
 impl ScalarUDFImpl for MaskPhone {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
     fn name(&self) -> &str {
         "mask_phone"
     }
@@ -123,9 +119,6 @@ struct LakePartition {
 }
 
 impl ScalarUDFImpl for LakePartition {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
     fn name(&self) -> &str {
         match self.part {
             DatePart::Dt => "lake_dt",

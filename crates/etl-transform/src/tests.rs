@@ -1,5 +1,5 @@
 use super::*;
-use arrow::array::{Array, AsArray, Float64Array, Int64Array, StringArray, StructArray, TimestampMillisecondArray};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray, StructArray, TimestampMillisecondArray};
 use arrow::datatypes::{Fields, TimestampMillisecondType};
 
 fn schemas() -> Vec<StreamSchema> {
