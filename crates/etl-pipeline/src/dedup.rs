@@ -1,6 +1,6 @@
 //! Dropping events whose `event_id` was already seen in an earlier batch.
 
-use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use std::collections::{HashSet, VecDeque};
 use xxhash_rust::xxh3::xxh3_128;

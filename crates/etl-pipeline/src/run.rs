@@ -128,12 +128,16 @@ impl Pipeline {
             let next = rx.recv().await?;
             Some(((seq, next), (rx, seq + 1)))
         });
-        let mut processed = batches
+        let processed = batches
             .map(|(seq, raw)| {
                 let shared = shared.clone();
-                tokio::spawn(async move { shared.process(seq, raw?).await })
+                tokio::spawn(async move {
+                    let raw = raw.map_err(|error| PipelineError::Read { source_name: shared.source_name.clone(), error })?;
+                    shared.process(seq, raw).await
+                })
             })
             .buffered(self.options.parallelism);
+        let mut processed = std::pin::pin!(processed);
 
         let mut summary = StreamSummary { stream: stream.to_string(), sources: vec![source_name.clone()], ..Default::default() };
         let mut known_partitions = BTreeSet::new();
