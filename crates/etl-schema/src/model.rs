@@ -32,29 +32,25 @@ pub struct StreamSchema {
     pub fields: Vec<Field>,
 }
 
-/// One field of an event.
+/// One field of an event. In the file: `name`, `type`, and the optional `required`,
+/// `max_length` (strings), `values` (enums), `fields` (structs) and `doc`; any other key is refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawField", into = "RawField")]
 pub struct Field {
     /// JSON key and column name (lowercase).
     pub name: String,
     /// The field's type and its parameters.
-    #[serde(flatten)]
     pub ty: FieldType,
     /// A record without this field (or with `null`) is dead-lettered.
-    #[serde(default)]
     pub required: bool,
     /// Longest accepted text, in bytes (string fields only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_length: Option<usize>,
     /// What the field means; copied into catalog comments.
-    #[serde(default)]
     pub doc: String,
 }
 
 /// Field types; see the header of `schemas/app_events.toml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum FieldType {
     String,
     Enum { values: Vec<String> },
@@ -65,6 +61,80 @@ pub enum FieldType {
     Timestamp,
     Json,
     Struct { fields: Vec<Field> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum TypeName {
+    String,
+    Enum,
+    Phone,
+    Int64,
+    Double,
+    Boolean,
+    Timestamp,
+    Json,
+    Struct,
+}
+
+/// The field as written in the file; `Field` is built from it with its rules checked.
+/// (serde's `flatten` cannot be combined with `deny_unknown_fields`, hence this form.)
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    name: String,
+    #[serde(rename = "type")]
+    ty: TypeName,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_length: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    values: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fields: Option<Vec<Field>>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    doc: String,
+}
+
+impl TryFrom<RawField> for Field {
+    type Error = String;
+    fn try_from(raw: RawField) -> Result<Self, String> {
+        let name = raw.name;
+        let ty = match (raw.ty, raw.values, raw.fields) {
+            (TypeName::Enum, Some(values), None) => FieldType::Enum { values },
+            (TypeName::Enum, None, _) => return Err(format!("field `{name}`: type = \"enum\" needs `values = [...]`")),
+            (TypeName::Struct, None, Some(fields)) => FieldType::Struct { fields },
+            (TypeName::Struct, _, None) => return Err(format!("field `{name}`: type = \"struct\" needs `fields = [...]`")),
+            (_, Some(_), _) => return Err(format!("field `{name}`: `values` applies to type = \"enum\" only")),
+            (_, _, Some(_)) => return Err(format!("field `{name}`: `fields` applies to type = \"struct\" only")),
+            (TypeName::String, None, None) => FieldType::String,
+            (TypeName::Phone, None, None) => FieldType::Phone,
+            (TypeName::Int64, None, None) => FieldType::Int64,
+            (TypeName::Double, None, None) => FieldType::Double,
+            (TypeName::Boolean, None, None) => FieldType::Boolean,
+            (TypeName::Timestamp, None, None) => FieldType::Timestamp,
+            (TypeName::Json, None, None) => FieldType::Json,
+        };
+        Ok(Field { name, ty, required: raw.required, max_length: raw.max_length, doc: raw.doc })
+    }
+}
+
+impl From<Field> for RawField {
+    fn from(f: Field) -> Self {
+        let (ty, values, fields) = match f.ty {
+            FieldType::String => (TypeName::String, None, None),
+            FieldType::Enum { values } => (TypeName::Enum, Some(values), None),
+            FieldType::Phone => (TypeName::Phone, None, None),
+            FieldType::Int64 => (TypeName::Int64, None, None),
+            FieldType::Double => (TypeName::Double, None, None),
+            FieldType::Boolean => (TypeName::Boolean, None, None),
+            FieldType::Timestamp => (TypeName::Timestamp, None, None),
+            FieldType::Json => (TypeName::Json, None, None),
+            FieldType::Struct { fields } => (TypeName::Struct, None, Some(fields)),
+        };
+        RawField { name: f.name, ty, required: f.required, max_length: f.max_length, values, fields, doc: f.doc }
+    }
 }
 
 /// Name of the column that keeps unknown keys as a JSON object.

@@ -43,7 +43,10 @@ fn bad_schema_files_name_the_problem() {
         ("stream = \"x\"\nversion = 1\nfields = []\n", "at least one field"),
         ("stream = \"X\"\nversion = 1\n[[fields]]\nname = \"a\"\ntype = \"string\"\n", "lowercase"),
         ("stream = \"x\"\nversion = 1\n[[fields]]\nname = \"a\"\ntype = \"strin\"\n", "unknown variant"),
+        ("stream = \"x\"\nversion = 1\n[[fields]]\nname = \"a\"\ntype = \"enum\"\n", "needs `values"),
+        ("stream = \"x\"\nversion = 1\n[[fields]]\nname = \"a\"\ntype = \"string\"\nvalues = [\"b\"]\n", "enum\" only"),
         ("stream = \"x\"\nversion = 1\ncolour = 1\n[[fields]]\nname = \"a\"\ntype = \"string\"\n", "unknown field"),
+        ("stream = \"x\"\nversion = 1\n[[fields]]\nname = \"event_id\"\ntype = \"string\"\nrequird = true\n", "requird"),
         ("stream = \"x\"\nversion = 1\n[[fields]]\nname = \"a\"\ntype = \"string\"\n", "event_id"),
         (
             "stream = \"x\"\nversion = 1\n[[fields]]\nname = \"event_id\"\ntype = \"string\"\nrequired = true\n[[fields]]\nname = \"occurred_at\"\ntype = \"timestamp\"\nrequired = true\n[[fields]]\nname = \"dt\"\ntype = \"string\"\n",
@@ -83,4 +86,14 @@ fn evolution_allows_appending_optional_fields_only() {
     same_version.version = old.version;
     assert!(matches!(check_evolution(&old, &same_version).unwrap_err(), EvolutionError::Version { .. }));
     assert!(check_evolution(&old, &old).unwrap().is_empty());
+}
+
+#[test]
+fn schemas_round_trip_through_json_and_toml() {
+    for schema in embedded().unwrap() {
+        let json = serde_json::to_string(&schema).unwrap();
+        assert_eq!(serde_json::from_str::<StreamSchema>(&json).unwrap(), schema);
+        let text = toml::to_string(&schema).unwrap();
+        assert_eq!(StreamSchema::from_toml_str(&text, "round-trip").unwrap(), schema);
+    }
 }

@@ -152,7 +152,8 @@ async fn demo(global: &crate::cli::Global, setup: &Setup, args: DemoArgs) -> Res
 
     let pipeline = setup.pipeline()?;
     pipeline.sync_catalog().await?;
-    let files = |name: &str| vec![input.join(name).to_string_lossy().into_owned()];
+    let app_files = vec![input.join("app_events.ndjson").to_string_lossy().into_owned()];
+    let call_files = vec![input.join("call_events.ndjson").to_string_lossy().into_owned()];
     let total_bytes: u64 = ["app_events.ndjson", "call_events.ndjson"]
         .iter()
         .filter_map(|f| std::fs::metadata(input.join(f)).ok())
@@ -161,8 +162,8 @@ async fn demo(global: &crate::cli::Global, setup: &Setup, args: DemoArgs) -> Res
     let bar = progress_bar(total_bytes);
     let t = Instant::now();
     let (app, call) = tokio::join!(
-        ingest_files(&pipeline, "app_events", &files("app_events.ndjson"), Some(bar.clone())),
-        ingest_files(&pipeline, "call_events", &files("call_events.ndjson"), Some(bar.clone())),
+        ingest_files(&pipeline, "app_events", &app_files, Some(bar.clone())),
+        ingest_files(&pipeline, "call_events", &call_files, Some(bar.clone())),
     );
     bar.finish_and_clear();
     let (app, call) = (app?, call?);
@@ -215,7 +216,7 @@ async fn open_warehouse(global: &crate::cli::Global, setup: &Setup) -> Result<Lo
         Some(dir) => etl_warehouse::load_views(dir)?,
         None => etl_warehouse::embedded_views()?,
     };
-    Ok(LocalWarehouse::open(&setup.lake_dir, &setup.schemas, &views).await?)
+    Ok(LocalWarehouse::open(setup.lake_dir.as_path(), &setup.schemas, &views).await?)
 }
 
 async fn query(global: &crate::cli::Global, setup: &Setup, args: QueryArgs) -> Result<()> {
@@ -228,8 +229,8 @@ async fn query(global: &crate::cli::Global, setup: &Setup, args: QueryArgs) -> R
 async fn views(global: &crate::cli::Global, setup: &Setup, rows: usize) -> Result<()> {
     let warehouse = open_warehouse(global, setup).await?;
     for view in warehouse.views() {
-        let batches = warehouse.view_rows(&view.name, rows).await?;
-        println!("\n{}", view.name);
+        let batches = warehouse.view_rows(&view, Some(rows)).await?;
+        println!("\n{view}");
         println!("{}", pretty_format_batches(&batches)?);
     }
     Ok(())
