@@ -1,9 +1,9 @@
 -- Transform of one micro-batch of `app_events`.
 --
--- Input: table `input` = the decoded records (columns of schemas/app_events.toml) plus `_row`,
--- the record's position in the batch. Output: exactly the lake columns of the stream, in schema
+-- Input: table `input` = the decoded records of the batch (columns of schemas/app_events.toml),
+-- already deduplicated on `event_id`. Output: exactly the lake columns of the stream, in schema
 -- order, then the partition columns `dt` and `hour` (UTC, from `occurred_at`).
--- See call_events.sql for the rules (dedup, ordering).
+-- See call_events.sql for the functions and the ordering rule.
 SELECT
     event_id,
     event_type,
@@ -18,9 +18,5 @@ SELECT
     extras,
     lake_dt(occurred_at) AS dt,
     lake_hour(occurred_at) AS hour
-FROM (
-    SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY _row) AS _copy
-    FROM input
-) AS numbered
-WHERE _copy = 1
+FROM input
 ORDER BY occurred_at, event_id

@@ -1,15 +1,15 @@
 -- Transform of one micro-batch of `call_events`.
 --
--- Input: table `input` = the decoded records (columns of schemas/call_events.toml, `quality` still
--- a struct, `caller`/`callee` still raw E.164 numbers) plus `_row`, the record's position in the
--- batch. Output: exactly the lake columns of the stream, in schema order, then the partition
+-- Input: table `input` = the decoded records of the batch (columns of schemas/call_events.toml,
+-- `quality` still a struct, `caller`/`callee` still raw E.164 numbers), already deduplicated on
+-- `event_id` (the first record of each id in the batch wins; later batches are deduplicated by
+-- the pipeline's dedup window). Output: exactly the lake columns of the stream, in schema order, then the partition
 -- columns `dt` and `hour` (UTC, from `occurred_at`). The pipeline checks the output schema and
 -- refuses to write anything else.
 --
 -- * mask_phone(x): HMAC-SHA256 of the number with the configured secret key, lowercase hex.
 --   The raw number never leaves this query.
--- * Dedup: the first record of each event_id in the batch wins (later batches are deduplicated
---   by the pipeline's dedup window).
+-- * lake_dt(ts) / lake_hour(ts): 'YYYY-MM-DD' and 'HH' of a timestamp in UTC.
 -- * Rows are ordered by event time so Parquet row-group statistics prune well and replays
 --   produce identical files.
 SELECT
@@ -33,9 +33,5 @@ SELECT
     extras,
     lake_dt(occurred_at) AS dt,
     lake_hour(occurred_at) AS hour
-FROM (
-    SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY _row) AS _copy
-    FROM input
-) AS numbered
-WHERE _copy = 1
+FROM input
 ORDER BY occurred_at, event_id

@@ -2,7 +2,9 @@
 //! catalog of tables and partitions.
 //!
 //! Everything is written through the `object_store` crate, so the same code writes to a local
-//! directory (`etl demo`, `etl ingest`) and, later, to S3. Layout under the lake root:
+//! directory (`etl demo`, `etl ingest`) and to `s3://bucket/prefix` ([`open_s3_store`]: SSE,
+//! multipart uploads above [`MULTIPART_THRESHOLD_BYTES`], one retry layer). Layout under the
+//! lake root:
 //!
 //! ```text
 //! <table>/dt=YYYY-MM-DD/hour=HH/<batch-id>-<n>.parquet   data (no dt/hour columns inside)
@@ -14,18 +16,26 @@
 //! File names derive from the batch id, which derives from the source position, so re-running
 //! the same input overwrites files instead of duplicating them.
 //!
+//! [`delivery`] is the exactly-once protocol of `docs/delivery.md` for the Kinesis consumer:
+//! files staged under `_staging/`, a per-shard commit log `_delivery/<stream>/<shard>/<n>.json`
+//! written with create-if-absent (the fence) and holding the positions, then publication under
+//! the deterministic names and roll-forward recovery. It is not yet wired into the pipeline.
+//!
 //! This crate does not decode, transform or deduplicate records; it writes what it is given.
 
 pub mod catalog;
 mod dead_letters;
+pub mod delivery;
 mod encode;
 mod layout;
+mod s3;
 mod store;
 
 pub use dead_letters::{DeadLetter, DeadLetterSource};
 pub use encode::{encode_partitions, Compression, EncodedFile, ParquetOptions};
 pub use layout::{BatchId, PartitionValues};
-pub use store::{open_store, BatchCommit, BatchSource, CommittedFile, Lake};
+pub use s3::{open_s3_store, parse_s3_url, S3Credentials, S3Encryption, S3Options};
+pub use store::{open_store, BatchCommit, BatchSource, CommittedFile, Lake, MULTIPART_PART_BYTES, MULTIPART_THRESHOLD_BYTES};
 
 /// Errors of the lake.
 #[derive(Debug, thiserror::Error)]

@@ -3,21 +3,23 @@
 use crate::dead_letters::{to_ndjson, DeadLetter};
 use crate::encode::EncodedFile;
 use crate::layout::{commit_file, data_file, dead_letter_file, BatchId, PartitionValues};
+use crate::s3::{open_s3_store, S3Options};
 use crate::LakeError;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// Opens the object store of a lake location: a local directory (created if missing) or a
-/// `file://` URL.
+/// Opens the object store of a lake location: a local directory (created if missing), a
+/// `file://` URL, or `s3://bucket/prefix` with default [`S3Options`] (credentials from the
+/// default chain; use [`open_s3_store`] to pass the configured AWS settings).
 pub fn open_store(location: &str) -> Result<Arc<dyn ObjectStore>, LakeError> {
     let bad = |message: String| LakeError::Location { location: location.to_string(), message };
     if location.starts_with("s3://") {
-        return Err(bad("S3 lakes are not available in this build yet; use a local directory".into()));
+        return open_s3_store(location, &S3Options::default());
     }
     let dir = location.strip_prefix("file://").unwrap_or(location);
     std::fs::create_dir_all(dir).map_err(|e| bad(format!("cannot create the directory: {e}")))?;
@@ -71,7 +73,13 @@ impl BatchCommit {
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
     location: String,
+    multipart_threshold: usize,
 }
+
+/// Objects above this size are written with a multipart upload (64 MiB).
+pub const MULTIPART_THRESHOLD_BYTES: usize = 64 * 1024 * 1024;
+/// Part size of multipart uploads (16 MiB; S3's minimum is 5 MiB, its maximum 10,000 parts).
+pub const MULTIPART_PART_BYTES: usize = 16 * 1024 * 1024;
 
 /// Identifies a batch's source range when it is written.
 #[derive(Debug, Clone)]
@@ -87,7 +95,7 @@ pub struct BatchSource<'a> {
 impl Lake {
     /// A lake at `location` (used in messages and catalog locations) backed by `store`.
     pub fn new(store: Arc<dyn ObjectStore>, location: impl Into<String>) -> Self {
-        Lake { store, location: location.into() }
+        Lake { store, location: location.into(), multipart_threshold: MULTIPART_THRESHOLD_BYTES }
     }
 
     /// Opens a local lake directory.
@@ -105,12 +113,32 @@ impl Lake {
         &self.store
     }
 
-    /// Writes one object (atomically: readers see the old object or the whole new one).
+    /// Opens an `s3://bucket/prefix` lake with `options` (see [`open_s3_store`]).
+    pub fn open_s3(location: &str, options: &S3Options) -> Result<Self, LakeError> {
+        Ok(Lake::new(open_s3_store(location, options)?, location.trim_end_matches('/')))
+    }
+
+    /// Objects larger than `bytes` are uploaded in parts of [`MULTIPART_PART_BYTES`]
+    /// (default [`MULTIPART_THRESHOLD_BYTES`]; S3 needs parts of at least 5 MiB).
+    pub fn with_multipart_threshold(mut self, bytes: usize) -> Self {
+        self.multipart_threshold = bytes;
+        self
+    }
+
+    /// Writes one object (atomically: readers see the old object or the whole new one; a
+    /// multipart upload becomes visible only when it completes; parts of a failed upload stay
+    /// invisible until the bucket's `AbortIncompleteMultipartUpload` lifecycle rule removes them).
     pub async fn put(&self, path: &str, bytes: Bytes) -> Result<(), LakeError> {
-        self.store
-            .put(&ObjectPath::from(path), PutPayload::from_bytes(bytes))
-            .await
-            .map_err(|source| LakeError::Write { path: self.display(path), source })?;
+        let location = ObjectPath::from(path);
+        let err = |source| LakeError::Write { path: self.display(path), source };
+        if bytes.len() > self.multipart_threshold {
+            let upload = self.store.put_multipart(&location).await.map_err(err)?;
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES);
+            writer.put(bytes);
+            writer.finish().await.map_err(err)?;
+            return Ok(());
+        }
+        self.store.put(&location, PutPayload::from_bytes(bytes)).await.map_err(err)?;
         Ok(())
     }
 

@@ -42,6 +42,8 @@ pub enum PipelineError {
     Catalog(#[from] etl_lake::catalog::CatalogError),
     #[error("loading batch {batch} into the warehouse failed: {message}")]
     Load { batch: String, message: String },
+    #[error("after committing batch {batch}: {message}")]
+    CommitHook { batch: String, message: String },
     #[error("invalid option {field}: {message}")]
     Option { field: &'static str, message: String },
     #[error("internal error: {0}")]

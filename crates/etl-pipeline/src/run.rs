@@ -89,9 +89,24 @@ impl Pipeline {
     }
 
     /// Reads `source` to its end into `stream`'s table and returns the reconciled summary.
-    pub async fn ingest(&self, stream: &str, mut source: Box<dyn RecordSource>, progress: Option<Progress>) -> Result<StreamSummary, PipelineError> {
+    pub async fn ingest(&self, stream: &str, source: Box<dyn RecordSource>, progress: Option<Progress>) -> Result<StreamSummary, PipelineError> {
+        self.ingest_with_hook(stream, source, progress, None).await
+    }
+
+    /// [`Pipeline::ingest`], calling `on_commit` with each batch's commit record once the batch is
+    /// in the lake, the catalog and the warehouse sink, before the next batch commits. Sources
+    /// with positions of their own (Kinesis) commit those positions there; an error stops the run.
+    pub async fn ingest_with_hook(
+        &self,
+        stream: &str,
+        mut source: Box<dyn RecordSource>,
+        progress: Option<Progress>,
+        on_commit: Option<Arc<dyn CommitSink>>,
+    ) -> Result<StreamSummary, PipelineError> {
         let started = Instant::now();
         let schema = self.schema(stream)?;
+        // The table must exist (and match the schema) before any of its partitions is registered.
+        self.catalog.sync_table(&schema).await?;
         let source_name = source.name().to_string();
         let tag = source.tag().to_string();
         let dead_dt = chrono::DateTime::from_timestamp_millis(source.batch_time_ms()).unwrap_or_default().format("%Y-%m-%d").to_string();
@@ -160,6 +175,9 @@ impl Pipeline {
             }
             if let Some(sink) = &self.sink {
                 sink.committed(&commit).await.map_err(|message| PipelineError::Load { batch: commit.batch_id.to_string(), message })?;
+            }
+            if let Some(hook) = &on_commit {
+                hook.committed(&commit).await.map_err(|message| PipelineError::CommitHook { batch: commit.batch_id.to_string(), message })?;
             }
             summary.read += batch.records;
             summary.bytes_read += batch.bytes;

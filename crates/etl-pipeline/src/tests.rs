@@ -84,7 +84,7 @@ fn read_table(lake_dir: &Path, table: &str) -> Vec<(PathBuf, arrow::array::Recor
                     if col.name() == "occurred_at" {
                         assert_eq!(
                             col.logical_type_ref(),
-                            Some(&LogicalType::Timestamp { is_adjusted_to_u_t_c: true, unit: PqTimeUnit::MILLIS }),
+                            Some(&LogicalType::timestamp(true, PqTimeUnit::MILLIS)),
                             "occurred_at must be INT64 TIMESTAMP(MILLIS, UTC)"
                         );
                     }

@@ -1,9 +1,10 @@
 //! The transform step: per-stream DataFusion SQL from `queries/transform/<stream>.sql`, run on
 //! each decoded micro-batch.
 //!
-//! The SQL sees the batch as table `input` (the decoded columns plus `_row`, the position in the
-//! batch) and must return the stream's lake columns followed by `dt` and `hour`; [`Transformer`]
-//! checks that before anything is written. Functions registered for the SQL:
+//! Before the SQL runs, the batch is deduplicated on `event_id` (the first record of each id wins)
+//! in one hash pass. The SQL then sees the batch as table `input` (the decoded columns) and must
+//! return the stream's lake columns followed by `dt` and `hour`; [`Transformer`] checks that
+//! before anything is written. Functions registered for the SQL:
 //! `mask_phone(text)` (keyed HMAC-SHA256, see [`MaskKey`]), `lake_dt(ts)` and `lake_hour(ts)`
 //! (UTC partition values).
 //!
@@ -13,17 +14,15 @@ mod functions;
 
 pub use functions::MaskKey;
 
-use arrow::array::{Int64Array, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::Schema;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
 use etl_schema::StreamSchema;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-
-/// Name of the column the pipeline adds to every decoded batch: the row's position in it.
-pub const ROW_COLUMN: &str = "_row";
 
 /// Errors of the transform step.
 #[derive(Debug, thiserror::Error)]
@@ -110,14 +109,19 @@ impl Transformer {
         Ok(Transformer { config, key, streams })
     }
 
-    /// Adds the `_row` column to a decoded batch.
-    pub fn with_row_numbers(batch: &RecordBatch) -> Result<RecordBatch, TransformError> {
-        let rows = Int64Array::from_iter_values(0..batch.num_rows() as i64);
-        let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(Field::new(ROW_COLUMN, DataType::Int64, false));
-        let mut columns = batch.columns().to_vec();
-        columns.push(Arc::new(rows));
-        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    /// Keeps the first row of each `event_id` (in batch order); returns the batch unchanged when
+    /// every id is distinct. A hash pass instead of a SQL window function, which costs a
+    /// partition per id.
+    pub fn dedup_first(batch: RecordBatch) -> Result<RecordBatch, TransformError> {
+        let Some(ids) = batch.column_by_name("event_id").and_then(|c| c.as_string_opt::<i32>()) else {
+            return Ok(batch);
+        };
+        let mut seen = HashSet::with_capacity(ids.len());
+        let keep: Vec<bool> = ids.iter().map(|id| seen.insert(id)).collect();
+        if seen.len() == ids.len() {
+            return Ok(batch);
+        }
+        Ok(filter_record_batch(&batch, &BooleanArray::from(keep))?)
     }
 
     /// Transforms one decoded batch of `stream`; the result has the stream's transformed schema.
@@ -127,7 +131,7 @@ impl Transformer {
         let sql_err = |e: datafusion::error::DataFusionError| TransformError::Sql { origin: origin.clone(), source: Box::new(e) };
         let ctx = SessionContext::new_with_config(self.config.clone());
         functions::register(&ctx, &self.key);
-        ctx.register_batch("input", Self::with_row_numbers(&decoded)?).map_err(sql_err)?;
+        ctx.register_batch("input", Self::dedup_first(decoded)?).map_err(sql_err)?;
         let df = ctx.sql(&st.sql.sql).await.map_err(sql_err)?;
         let batches = df.collect().await.map_err(sql_err)?;
         batches.into_iter().map(|b| conform(b, &st.expected, origin)).collect()

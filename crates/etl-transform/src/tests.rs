@@ -1,6 +1,6 @@
 use super::*;
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray, StructArray, TimestampMillisecondArray};
-use arrow::datatypes::{Fields, TimestampMillisecondType};
+use arrow::datatypes::{DataType, Fields, TimestampMillisecondType};
 
 fn schemas() -> Vec<StreamSchema> {
     etl_schema::embedded().unwrap()

@@ -66,6 +66,10 @@ pub enum Command {
     Query(QueryArgs),
     /// Show the first rows of every curated view.
     Views(ViewsArgs),
+    /// Put generated events onto Kinesis streams (PutRecords, optionally KPL-aggregated).
+    Produce(crate::cmd_kinesis::ProduceArgs),
+    /// Consume Kinesis streams into the lake, committing shard positions after each batch.
+    Run(crate::cmd_kinesis::RunArgs),
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Catalog { command } => catalog(&setup, command).await,
         Command::Query(args) => query(&cli.global, &setup, args).await,
         Command::Views(args) => views(&cli.global, &setup, args.rows).await,
+        Command::Produce(args) => crate::cmd_kinesis::produce(args).await,
+        Command::Run(args) => crate::cmd_kinesis::run(&setup, args).await,
     }
 }
 

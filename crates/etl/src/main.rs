@@ -1,11 +1,17 @@
 //! `etl`: the command-line entry point. `main → run → ExitCode`; errors are printed once.
 
 mod cli;
+mod cmd_kinesis;
 mod commands;
 mod setup;
 
 use clap::Parser;
 use std::process::ExitCode;
+
+// DataFusion and Arrow allocate many short-lived buffers; mimalloc handles that pattern better
+// than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

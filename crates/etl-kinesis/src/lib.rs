@@ -1,0 +1,72 @@
+//! Kinesis Data Streams connector: the source that feeds `etl run` and the producer behind
+//! `etl produce`.
+//!
+//! **What it does.**
+//! - [`shards`]: discovers shards with `ListShards` (paginated) and applies the resharding rule
+//!   (a child is read only after every parent was read to its end and that was committed).
+//! - [`reader`]: one task per shard, `GetShardIterator` + `GetRecords`, paced to the per-shard
+//!   limit, backing off while idle, recovering from `ExpiredIteratorException`, reporting
+//!   `MillisBehindLatest`.
+//! - [`kpl`]: KPL de-aggregation (magic + protobuf + MD5; anything invalid passes through
+//!   unchanged), gzip detection, and the aggregator the producer uses.
+//! - [`source`]: [`KinesisSource`], an `etl_pipeline::source::RecordSource` that cuts the
+//!   shards' records into micro-batches by count, bytes and time, and [`PositionCommitter`], the
+//!   pipeline hook that commits each batch's shard positions after the batch is in the lake.
+//! - [`positions`]: positions `(shard, sequence number, sub-sequence)`, the [`PositionStore`]
+//!   interface, and [`LakePositionStore`] (objects in the lake).
+//! - [`producer`]: `PutRecords` in batches of at most 500, retrying failed entries, optionally
+//!   KPL-aggregated, at a target rate.
+//!
+//! **What it does not do.** No enhanced fan-out (`SubscribeToShard`), no lease coordination
+//! between several consumer processes (one process owns every shard of a stream), and no retry
+//! loop of its own for throttling or 5xx: the SDK's retry mode configured in `etl-aws` is the
+//! one retry layer. It builds no AWS client: callers pass one from `etl_aws::AwsClients`.
+//!
+//! **Delivery.** Positions are committed after the batch's files and commit record are in the
+//! lake, so a stop loses nothing. A crash between the lake commit and the position commit makes
+//! the next run read that batch again (at-least-once); the warehouse `MERGE` on `event_id`
+//! removes the copy.
+
+pub mod kpl;
+pub mod positions;
+pub mod producer;
+pub mod reader;
+pub mod shards;
+pub mod source;
+
+pub use positions::{LakePositionStore, PositionStore, RecordPosition, SequenceNumber, ShardPosition};
+pub use producer::{produce, ProduceOptions, ProduceSummary};
+pub use reader::{ReaderOptions, StartPosition};
+pub use source::{open_source, KinesisSource, PositionCommitter, SourceOptions, StopHandle};
+
+/// Errors of the Kinesis connector.
+#[derive(Debug, thiserror::Error)]
+pub enum KinesisError {
+    /// The stream does not exist (or a shard of it).
+    #[error("Kinesis stream {0} does not exist: create it or fix the stream name")]
+    StreamNotFound(String),
+    /// An AWS call failed after the SDK's retries.
+    #[error("Kinesis {operation} on {stream} failed: {message}")]
+    Call { operation: &'static str, stream: String, message: String },
+    /// Kinesis answered something this code cannot use.
+    #[error("unexpected Kinesis response: {0}")]
+    Protocol(String),
+    /// Reading or writing positions failed.
+    #[error("shard positions: {0}")]
+    Positions(String),
+    /// The lake failed (positions are kept there).
+    #[error(transparent)]
+    Lake(#[from] etl_lake::LakeError),
+    /// Bad options.
+    #[error("invalid option {0}")]
+    Option(String),
+    /// Generating events for `produce` failed.
+    #[error(transparent)]
+    Generate(#[from] etl_generate::GenerateError),
+}
+
+impl KinesisError {
+    pub(crate) fn call(operation: &'static str, stream: &str, err: &(dyn std::error::Error + 'static)) -> Self {
+        KinesisError::Call { operation, stream: stream.to_string(), message: etl_aws::describe_error(err) }
+    }
+}

@@ -1,0 +1,257 @@
+//! [`RedshiftDataWarehouse`]: the [`Warehouse`] seam over the Redshift Data API.
+
+use crate::data_api::{to_record_batch, DataApi, DataApiTarget, PollSettings};
+use crate::ddl::{create_ledger_sql, create_schema_sql, view_sqls, SqlFlavor, TableDef, COLUMNS_QUERY};
+use crate::error::{to_warehouse, RedshiftError};
+use crate::ident::{iam_role_arn, s3_url, Ident};
+use crate::load::{ledger_check_sql, load_sqls, LoadSpec, Manifest};
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use etl_aws::redshiftdata::types::Field;
+use etl_aws::AwsClients;
+use etl_schema::StreamSchema;
+use etl_warehouse::{LoadRequest, ViewDef, Warehouse};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// Settings of the Redshift warehouse (the `warehouse.redshift` block of the configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedshiftSettings {
+    /// Cluster or workgroup, database and credentials.
+    pub target: DataApiTarget,
+    /// Schema of the lake tables, the ledger and the views.
+    pub schema: String,
+    /// IAM role Redshift assumes for `COPY` from S3.
+    pub iam_role_arn: String,
+    /// Where load manifests are written: `s3://bucket/prefix`.
+    pub manifest_prefix: String,
+    /// `DescribeStatement` polling.
+    #[serde(default)]
+    pub poll: PollSettings,
+    /// Attempts per batch load when the load transaction fails (1 = no retry).
+    #[serde(default = "default_load_attempts")]
+    pub load_attempts: u32,
+    /// First wait between load attempts, in milliseconds (doubles each time).
+    #[serde(default = "default_retry_ms")]
+    pub load_retry_initial_ms: u64,
+}
+
+fn default_load_attempts() -> u32 {
+    5
+}
+
+fn default_retry_ms() -> u64 {
+    2_000
+}
+
+/// The warehouse on Amazon Redshift through the Data API.
+pub struct RedshiftDataWarehouse {
+    api: DataApi,
+    s3: etl_aws::s3::Client,
+    settings: RedshiftSettings,
+    schema: Ident,
+    tables: RwLock<BTreeMap<String, TableDef>>,
+}
+
+impl std::fmt::Debug for RedshiftDataWarehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedshiftDataWarehouse").field("schema", &self.schema.as_str()).finish_non_exhaustive()
+    }
+}
+
+impl RedshiftDataWarehouse {
+    /// Checks `settings` (identifiers, role ARN, manifest prefix, target) and binds the clients.
+    /// The tables of `schemas` are known for loads before `migrate` runs.
+    pub fn new(settings: RedshiftSettings, clients: &AwsClients, schemas: &[StreamSchema]) -> Result<Self, RedshiftError> {
+        Self::with_clients(settings, clients.redshift_data(), clients.s3(), schemas)
+    }
+
+    /// [`RedshiftDataWarehouse::new`] with the two clients given separately (the tests point
+    /// them at two stand-ins).
+    pub fn with_clients(
+        settings: RedshiftSettings,
+        redshift_data: etl_aws::redshiftdata::Client,
+        s3: etl_aws::s3::Client,
+        schemas: &[StreamSchema],
+    ) -> Result<Self, RedshiftError> {
+        let schema = Ident::new("schema", &settings.schema)?;
+        iam_role_arn(&settings.iam_role_arn)?;
+        s3_url(&format!("{}/x", settings.manifest_prefix.trim_end_matches('/')))?;
+        let api = DataApi::new(redshift_data, settings.target.clone(), settings.poll)?;
+        let warehouse = RedshiftDataWarehouse { api, s3, settings, schema, tables: RwLock::new(BTreeMap::new()) };
+        warehouse.remember(schemas)?;
+        Ok(warehouse)
+    }
+
+    /// The Data API client (for callers that need plain statements).
+    pub fn data_api(&self) -> &DataApi {
+        &self.api
+    }
+
+    fn remember(&self, schemas: &[StreamSchema]) -> Result<Vec<TableDef>, RedshiftError> {
+        let defs = schemas.iter().map(TableDef::from_schema).collect::<Result<Vec<_>, _>>()?;
+        if let Ok(mut tables) = self.tables.write() {
+            for def in &defs {
+                tables.insert(def.name.as_str().to_string(), def.clone());
+            }
+        }
+        Ok(defs)
+    }
+
+    fn table(&self, name: &str) -> Result<TableDef, RedshiftError> {
+        let tables = self.tables.read().map_err(|_| RedshiftError::Config("table registry poisoned".into()))?;
+        tables.get(name).cloned().ok_or_else(|| RedshiftError::UnknownTable {
+            table: name.to_string(),
+            known: tables.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Creates the schema, the ledger and every table (adding missing columns to existing
+    /// ones), then recreates the views in one transaction.
+    pub async fn migrate_tables(&self, schemas: &[StreamSchema], views: &[ViewDef]) -> Result<(), RedshiftError> {
+        let defs = self.remember(schemas)?;
+        let mut sqls = vec![create_schema_sql(&self.schema), create_ledger_sql(&self.schema, SqlFlavor::Redshift)];
+        sqls.extend(defs.iter().map(|d| d.create_sql(&self.schema, SqlFlavor::Redshift)));
+        self.api.batch(&sqls).await?;
+        let mut alters = Vec::new();
+        for def in &defs {
+            let id = self.api.execute(COLUMNS_QUERY, &[("schema", self.schema.as_str()), ("table", def.name.as_str())]).await?;
+            let existing: Vec<String> = self
+                .api
+                .fetch(&id)
+                .await?
+                .rows
+                .iter()
+                .filter_map(|r| match r.first() {
+                    Some(Field::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect();
+            let missing = def.missing_columns(&existing)?;
+            if !missing.is_empty() {
+                tracing::info!(table = def.name.as_str(), added = missing.len(), "adding columns");
+            }
+            alters.extend(def.add_column_sqls(&self.schema, &missing));
+        }
+        // ALTER TABLE ADD COLUMN runs one statement at a time (not in a multi-statement block).
+        for sql in alters {
+            self.api.execute(&sql, &[]).await?;
+        }
+        if !views.is_empty() {
+            let sqls = view_sqls(&self.schema, views)?;
+            for chunk in sqls.chunks(39) {
+                // More than 38 views would split the swap in two transactions.
+                let mut chunk = chunk.to_vec();
+                if !chunk[0].starts_with("SET search_path") {
+                    chunk.insert(0, sqls[0].clone());
+                }
+                self.api.batch(&chunk).await?;
+            }
+        }
+        tracing::info!(schema = self.schema.as_str(), tables = defs.len(), views = views.len(), "warehouse migrated");
+        Ok(())
+    }
+
+    /// Whether `batch_id` of `table` is in the load ledger.
+    pub async fn is_loaded(&self, table: &str, batch_id: &str) -> Result<bool, RedshiftError> {
+        let id = self.api.execute(&ledger_check_sql(&self.schema), &[("table", table), ("batch_id", batch_id)]).await?;
+        let result = self.api.fetch(&id).await?;
+        Ok(match result.rows.first().and_then(|r| r.first()) {
+            Some(Field::LongValue(n)) => *n > 0,
+            Some(Field::StringValue(s)) => s != "0",
+            _ => false,
+        })
+    }
+
+    /// Loads one committed lake batch exactly once (see the crate doc). Retries the whole
+    /// transaction with backoff on failure; never skips: the last error is returned.
+    pub async fn load_batch(&self, request: &LoadRequest) -> Result<LoadOutcome, RedshiftError> {
+        let table = self.table(&request.table)?;
+        if self.is_loaded(&request.table, &request.batch_id).await? {
+            tracing::info!(table = %request.table, batch = %request.batch_id, "batch already loaded; nothing to do");
+            return Ok(LoadOutcome::AlreadyLoaded);
+        }
+        let manifest = Manifest::for_request(request)?;
+        let safe_batch: String =
+            request.batch_id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=".contains(c) { c } else { '_' }).collect();
+        let manifest_url = format!(
+            "{}/{}/{}.manifest",
+            self.settings.manifest_prefix.trim_end_matches('/'),
+            table.name.as_str(),
+            safe_batch
+        );
+        let (bucket, key) = s3_url(&manifest_url)?;
+        self.s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(manifest.to_json().into_bytes().into())
+            .send()
+            .await
+            .map_err(|e| RedshiftError::aws("PutObject (load manifest)", &e))?;
+        let loaded_at = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+        let spec = LoadSpec {
+            schema: &self.schema,
+            request,
+            manifest_url: &manifest_url,
+            iam_role_arn: &self.settings.iam_role_arn,
+            loaded_at: &loaded_at,
+        };
+        let sqls = load_sqls(&table, &spec)?;
+        let attempts = self.settings.load_attempts.max(1);
+        let mut delay = Duration::from_millis(self.settings.load_retry_initial_ms);
+        let mut attempt = 1;
+        loop {
+            match self.api.batch(&sqls).await {
+                Ok(_) => {
+                    tracing::info!(table = %request.table, batch = %request.batch_id, files = manifest.entries.len(), "batch loaded");
+                    return Ok(LoadOutcome::Loaded);
+                }
+                Err(e @ RedshiftError::StatementFailed { .. }) if attempt < attempts => {
+                    tracing::warn!(table = %request.table, batch = %request.batch_id, attempt, error = %e, "load failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Runs one SQL statement with the warehouse schema first on the search path and returns
+    /// its rows.
+    pub async fn query_rows(&self, sql: &str) -> Result<RecordBatch, RedshiftError> {
+        let sqls = vec![format!("SET search_path TO {}", self.schema), sql.to_string()];
+        let ids = self.api.batch(&sqls).await?;
+        let id = ids.last().cloned().unwrap_or_default();
+        to_record_batch(&self.api.fetch(&id).await?)
+    }
+}
+
+/// What [`RedshiftDataWarehouse::load_batch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadOutcome {
+    /// The batch was copied and merged.
+    Loaded,
+    /// The ledger already had the batch; nothing ran.
+    AlreadyLoaded,
+}
+
+#[async_trait]
+impl Warehouse for RedshiftDataWarehouse {
+    async fn migrate(&self, schemas: &[StreamSchema], views: &[ViewDef]) -> etl_warehouse::Result<()> {
+        self.migrate_tables(schemas, views).await.map_err(|e| to_warehouse("migrate", e))
+    }
+
+    async fn load(&self, request: &LoadRequest) -> etl_warehouse::Result<()> {
+        self.load_batch(request).await.map(|_| ()).map_err(|e| to_warehouse(&format!("load {}", request.batch_id), e))
+    }
+
+    async fn query(&self, sql: &str) -> etl_warehouse::Result<Vec<RecordBatch>> {
+        self.query_rows(sql).await.map(|b| vec![b]).map_err(|e| to_warehouse(sql, e))
+    }
+}

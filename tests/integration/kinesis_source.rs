@@ -1,0 +1,184 @@
+//! Kinesis source against kinesalite: `produce` → 4 shards → `KinesisSource` → pipeline → lake,
+//! every event exactly once; resume from committed positions, also in the middle of a KPL
+//! aggregate.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etl_aws::kinesis::types::StreamStatus;
+use etl_generate::{Generator, GeneratorConfig, Stream};
+use etl_kinesis::{open_source, produce, LakePositionStore, ProduceOptions, SourceOptions};
+use etl_lake::catalog::FileCatalog;
+use etl_lake::Lake;
+use etl_pipeline::{CommitSink, Pipeline, PipelineOptions, StreamSummary};
+use etl_testbed::unique_name;
+
+use crate::{Context, Failure, TestResult};
+
+const STREAM: &str = "app_events";
+
+async fn create_stream(client: &etl_aws::kinesis::Client, name: &str, shards: i32) -> TestResult {
+    client.create_stream().stream_name(name).shard_count(shards).send().await.context("CreateStream")?;
+    for _ in 0..200 {
+        let summary = client.describe_stream_summary().stream_name(name).send().await.context("DescribeStreamSummary")?;
+        if summary.stream_description_summary().map(|d| d.stream_status()) == Some(&StreamStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(Failure(format!("stream {name} never became ACTIVE")))
+}
+
+/// Only valid, unique app events: every event must reach the lake exactly once.
+fn events(seed: u64, n: u64) -> GeneratorConfig {
+    GeneratorConfig { seed, events: n, call_share: 0.0, duplicate_rate: 0.0, malformed_rate: 0.0, ..GeneratorConfig::default() }
+}
+
+fn expected_ids(cfg: GeneratorConfig) -> Result<Vec<String>, Failure> {
+    let mut generator = Generator::new(cfg).context("generator")?;
+    let mut ids = Vec::new();
+    while let Some((stream, _, line)) = generator.next_record() {
+        assert_eq!(stream, Stream::AppEvents);
+        let v: serde_json::Value = serde_json::from_slice(line).context("generated JSON")?;
+        ids.push(v["event_id"].as_str().context("event_id")?.to_string());
+    }
+    Ok(ids)
+}
+
+fn pipeline(lake: &Lake, batch_max_records: usize) -> Result<Pipeline, Failure> {
+    let schemas = etl_schema::embedded().context("schemas")?;
+    let key = etl_transform::MaskKey::new(b"kinesis-test-key-0123456789").map_err(Failure)?;
+    let transformer = etl_transform::Transformer::new(&schemas, etl_transform::embedded_sql(), key).context("transformer")?;
+    let options = PipelineOptions { batch_max_records, parallelism: 2, ..PipelineOptions::default() };
+    let catalog = Arc::new(FileCatalog::new(lake.clone()));
+    Pipeline::new(options, schemas, transformer, lake.clone(), catalog).context("pipeline")
+}
+
+/// Every `event_id` in the lake's `app_events` Parquet files, with repeats.
+fn lake_event_ids(lake_dir: &Path) -> Result<Vec<String>, Failure> {
+    use arrow::array::{Array, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut ids = Vec::new();
+    let mut dirs = vec![lake_dir.join(STREAM)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).context("reading the lake")? {
+            let path = entry.context("lake entry")?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                let file = std::fs::File::open(&path).context("parquet file")?;
+                for batch in ParquetRecordBatchReaderBuilder::try_new(file).context("parquet")?.build().context("parquet")? {
+                    let batch = batch.context("parquet batch")?;
+                    let col = batch.column_by_name("event_id").context("event_id column")?;
+                    let col = col.as_any().downcast_ref::<StringArray>().context("event_id as string")?;
+                    ids.extend((0..col.len()).map(|i| col.value(i).to_string()));
+                }
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Runs the source until every shard is at its tip, or with `stop_early` asks it to stop once
+/// the first batch is committed (what SIGTERM does in `etl run`).
+async fn consume(client: &etl_aws::kinesis::Client, name: &str, lake: &Lake, batch_max_records: usize, stop_early: bool) -> Result<(StreamSummary, etl_kinesis::PositionCommitter), Failure> {
+    let store = Arc::new(LakePositionStore::new(lake.clone()));
+    let options = SourceOptions { stop_when_caught_up: true, batch_max_ms: 300, ..SourceOptions::default() };
+    let (source, committer, stop) = open_source(client.clone(), name, store, options).await.context("open_source")?;
+    let progress: Option<etl_pipeline::Progress> = stop_early.then(|| -> etl_pipeline::Progress { Arc::new(move |_: u64, _: u64| stop.stop()) });
+    let hook: Arc<dyn CommitSink> = Arc::new(committer.clone());
+    let summary = pipeline(lake, batch_max_records)?.ingest_with_hook(STREAM, Box::new(source), progress, Some(hook)).await.context("ingest")?;
+    committer.flush().await.context("flush")?;
+    Ok((summary, committer))
+}
+
+fn assert_exactly_once(lake_dir: &Path, expected: &[String]) -> TestResult {
+    let got = lake_event_ids(lake_dir)?;
+    let mut counts: HashMap<&str, u32> = HashMap::new();
+    for id in &got {
+        *counts.entry(id.as_str()).or_default() += 1;
+    }
+    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(repeated.is_empty(), "event ids in the lake more than once: {repeated:?}");
+    let want: HashSet<&str> = expected.iter().map(String::as_str).collect();
+    let have: HashSet<&str> = counts.keys().copied().collect();
+    let missing: Vec<_> = want.difference(&have).take(5).collect();
+    let extra: Vec<_> = have.difference(&want).take(5).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?} (of {}), unexpected {extra:?}", want.len().saturating_sub(have.len()));
+    assert_eq!(got.len(), expected.len());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kinesis_four_shards_every_event_exactly_once() -> TestResult {
+    let client = etl_testbed::kinesis().await?.client().await?;
+    let name = unique_name("kinesis-source");
+    create_stream(&client, &name, 4).await?;
+    let n = 20_000;
+    let options = ProduceOptions { targets: vec![(Stream::AppEvents, name.clone())], aggregate: false, rate: None };
+    let produced = produce(&client, events(7, n), &options).await.context("produce")?;
+    assert_eq!(produced.events.get(&name).copied(), Some(n));
+    assert_eq!(produced.kinesis_records, n);
+    assert!(produced.calls >= n / 500, "{produced:?}");
+
+    let dir = tempfile::tempdir().context("tempdir")?;
+    let lake = Lake::open(&dir.path().to_string_lossy()).context("lake")?;
+    let (summary, committer) = consume(&client, &name, &lake, 1500, false).await?;
+    assert_eq!(summary.read, n);
+    assert_eq!(summary.written, n, "{summary:?}");
+    assert_exactly_once(dir.path(), &expected_ids(events(7, n))?)?;
+
+    let committed = committer.committed();
+    assert_eq!(committed.len(), 4, "a position per shard: {committed:?}");
+    assert!(committed.values().all(|p| p.last.is_some() && !p.finished));
+    let lag = committer.lag();
+    assert_eq!(lag.len(), 4, "lag per shard: {lag:?}");
+
+    // A second run from the committed positions finds nothing new.
+    let (again, _) = consume(&client, &name, &lake, 1500, false).await?;
+    assert_eq!(again.read, 0, "{again:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kinesis_kpl_aggregates_resume_mid_aggregate() -> TestResult {
+    let client = etl_testbed::kinesis().await?.client().await?;
+    let name = unique_name("kinesis-kpl");
+    create_stream(&client, &name, 4).await?;
+    let n = 6_000;
+    let options = ProduceOptions { targets: vec![(Stream::AppEvents, name.clone())], aggregate: true, rate: None };
+    let produced = produce(&client, events(11, n), &options).await.context("produce")?;
+    assert!(produced.kinesis_records < n / 100, "aggregated into few records: {produced:?}");
+
+    let dir = tempfile::tempdir().context("tempdir")?;
+    let lake = Lake::open(&dir.path().to_string_lossy()).context("lake")?;
+    // Batches of 250 user records end inside aggregates of ~1,700; stop after the first batch.
+    let (first, committer) = consume(&client, &name, &lake, 250, true).await?;
+    assert!(first.read >= 250 && first.read < n, "first run read {}", first.read);
+    let mid = committer.committed().values().filter_map(|p| p.last.as_ref()).any(|p| p.sub_sequence > 0);
+    assert!(mid, "a committed position inside an aggregate: {:?}", committer.committed());
+
+    let (rest, _) = consume(&client, &name, &lake, 2000, false).await?;
+    assert_eq!(first.read + rest.read, n, "first {} + rest {}", first.read, rest.read);
+    assert_exactly_once(dir.path(), &expected_ids(events(11, n))?)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn kinesis_missing_stream_is_a_clear_error() -> TestResult {
+    let client = etl_testbed::kinesis().await?.client().await?;
+    let dir = tempfile::tempdir().context("tempdir")?;
+    let lake = Lake::open(&dir.path().to_string_lossy()).context("lake")?;
+    let name = unique_name("no-such-stream");
+    let store = Arc::new(LakePositionStore::new(lake));
+    match open_source(client, &name, store, SourceOptions::default()).await {
+        Err(e @ etl_kinesis::KinesisError::StreamNotFound(_)) => {
+            assert!(e.to_string().contains(&name), "{e}");
+            Ok(())
+        }
+        Err(e) => Err(Failure(format!("expected StreamNotFound, got {e}"))),
+        Ok(_) => Err(Failure("opened a stream that does not exist".into())),
+    }
+}

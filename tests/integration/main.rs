@@ -1,0 +1,48 @@
+//! The workspace's one integration-test binary. Each topic is a module; later issues add theirs
+//! here (not new `[[test]]` targets: every test binary costs a long link).
+//!
+//! Tests return [`TestResult`] so that `?` works on SDK and test-bed errors and a failure prints
+//! the whole error chain (service code and message, or the server's log tail).
+
+mod kinesis_kpl_agg;
+mod kinesis_source;
+mod testbed_process;
+mod testbed_smoke;
+
+use std::fmt;
+
+/// What a test returns.
+pub type TestResult = Result<(), Failure>;
+
+/// A test failure: the error's whole source chain, printed as is.
+pub struct Failure(pub String);
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<E: std::error::Error + 'static> From<E> for Failure {
+    fn from(err: E) -> Self {
+        Failure(etl_aws::describe_error(&err))
+    }
+}
+
+/// Adds what the test was doing to an error.
+pub trait Context<T> {
+    /// `Err(e)` becomes `Err(Failure("<what>: <e and its causes>"))`.
+    fn context(self, what: &str) -> Result<T, Failure>;
+}
+
+impl<T, E: std::error::Error + 'static> Context<T> for Result<T, E> {
+    fn context(self, what: &str) -> Result<T, Failure> {
+        self.map_err(|e| Failure(format!("{what}: {}", etl_aws::describe_error(&e))))
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn context(self, what: &str) -> Result<T, Failure> {
+        self.ok_or_else(|| Failure(format!("{what}: missing")))
+    }
+}
