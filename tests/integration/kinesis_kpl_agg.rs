@@ -43,29 +43,59 @@ fn kinesis_kpl_records_from_aws_kinesis_agg_deaggregate() -> TestResult {
         .arg("-c")
         .arg(SCRIPT)
         .output()
-        .map_err(|e| Failure(format!("{}: {e}: run scripts/setup-test-env", python.display())))?;
+        .map_err(|e| {
+            Failure(format!(
+                "{}: {e}: run scripts/setup-test-env",
+                python.display()
+            ))
+        })?;
     let stdout = String::from_utf8(out.stdout).context("python output")?;
-    assert!(out.status.success(), "python failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let mut expected: Vec<(String, Option<String>, Vec<u8>)> = Vec::new();
     let mut aggregates: Vec<(String, Vec<u8>)> = Vec::new();
     for line in stdout.lines() {
         let parts: Vec<&str> = line.split(' ').collect();
         match parts.as_slice() {
-            ["U", pk, ehk, data] => expected.push((pk.to_string(), (*ehk != "-").then(|| ehk.to_string()), hex(data)?)),
+            ["U", pk, ehk, data] => expected.push((
+                pk.to_string(),
+                (*ehk != "-").then(|| ehk.to_string()),
+                hex(data)?,
+            )),
             ["A", pk, data] => aggregates.push((pk.to_string(), hex(data)?)),
             _ => return Err(Failure(format!("unexpected line {line:?}"))),
         }
     }
     assert_eq!(expected.len(), 2500);
-    assert!(aggregates.len() > 1, "the reference aggregator split the records over several aggregates: {}", aggregates.len());
+    assert!(
+        aggregates.len() > 1,
+        "the reference aggregator split the records over several aggregates: {}",
+        aggregates.len()
+    );
 
     let mut got = Vec::new();
     for (pk, bytes) in &aggregates {
-        assert!(is_valid_aggregate(bytes), "aggregate with key {pk} rejected");
+        assert!(
+            is_valid_aggregate(bytes),
+            "aggregate with key {pk} rejected"
+        );
         let users = deaggregate(bytes, Some(pk));
-        assert!(users.iter().enumerate().all(|(i, u)| u.aggregated && u.sub_sequence == i as u64));
-        got.extend(users.into_iter().map(|u| (u.partition_key.unwrap_or_default(), u.explicit_hash_key, u.data)));
+        assert!(users
+            .iter()
+            .enumerate()
+            .all(|(i, u)| u.aggregated && u.sub_sequence == i as u64));
+        got.extend(users.into_iter().map(|u| {
+            (
+                u.partition_key.unwrap_or_default(),
+                u.explicit_hash_key,
+                u.data,
+            )
+        }));
     }
     assert_eq!(got.len(), expected.len());
     for (i, (g, e)) in got.iter().zip(&expected).enumerate() {

@@ -20,10 +20,25 @@ use crate::{Context, Failure, TestResult};
 const STREAM: &str = "app_events";
 
 async fn create_stream(client: &etl_aws::kinesis::Client, name: &str, shards: i32) -> TestResult {
-    client.create_stream().stream_name(name).shard_count(shards).send().await.context("CreateStream")?;
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .context("CreateStream")?;
     for _ in 0..200 {
-        let summary = client.describe_stream_summary().stream_name(name).send().await.context("DescribeStreamSummary")?;
-        if summary.stream_description_summary().map(|d| d.stream_status()) == Some(&StreamStatus::Active) {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .context("DescribeStreamSummary")?;
+        if summary
+            .stream_description_summary()
+            .map(|d| d.stream_status())
+            == Some(&StreamStatus::Active)
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -33,7 +48,14 @@ async fn create_stream(client: &etl_aws::kinesis::Client, name: &str, shards: i3
 
 /// Only valid, unique app events: every event must reach the lake exactly once.
 fn events(seed: u64, n: u64) -> GeneratorConfig {
-    GeneratorConfig { seed, events: n, call_share: 0.0, duplicate_rate: 0.0, malformed_rate: 0.0, ..GeneratorConfig::default() }
+    GeneratorConfig {
+        seed,
+        events: n,
+        call_share: 0.0,
+        duplicate_rate: 0.0,
+        malformed_rate: 0.0,
+        ..GeneratorConfig::default()
+    }
 }
 
 fn expected_ids(cfg: GeneratorConfig) -> Result<Vec<String>, Failure> {
@@ -50,8 +72,13 @@ fn expected_ids(cfg: GeneratorConfig) -> Result<Vec<String>, Failure> {
 fn pipeline(lake: &Lake, batch_max_records: usize) -> Result<Pipeline, Failure> {
     let schemas = etl_schema::embedded().context("schemas")?;
     let key = etl_transform::MaskKey::new(b"kinesis-test-key-0123456789").map_err(Failure)?;
-    let transformer = etl_transform::Transformer::new(&schemas, etl_transform::embedded_sql(), key).context("transformer")?;
-    let options = PipelineOptions { batch_max_records, parallelism: 2, ..PipelineOptions::default() };
+    let transformer = etl_transform::Transformer::new(&schemas, etl_transform::embedded_sql(), key)
+        .context("transformer")?;
+    let options = PipelineOptions {
+        batch_max_records,
+        parallelism: 2,
+        ..PipelineOptions::default()
+    };
     let catalog = Arc::new(FileCatalog::new(lake.clone()));
     Pipeline::new(options, schemas, transformer, lake.clone(), catalog).context("pipeline")
 }
@@ -69,10 +96,19 @@ fn lake_event_ids(lake_dir: &Path) -> Result<Vec<String>, Failure> {
                 dirs.push(path);
             } else if path.extension().is_some_and(|e| e == "parquet") {
                 let file = std::fs::File::open(&path).context("parquet file")?;
-                for batch in ParquetRecordBatchReaderBuilder::try_new(file).context("parquet")?.build().context("parquet")? {
+                for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+                    .context("parquet")?
+                    .build()
+                    .context("parquet")?
+                {
                     let batch = batch.context("parquet batch")?;
-                    let col = batch.column_by_name("event_id").context("event_id column")?;
-                    let col = col.as_any().downcast_ref::<StringArray>().context("event_id as string")?;
+                    let col = batch
+                        .column_by_name("event_id")
+                        .context("event_id column")?;
+                    let col = col
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .context("event_id as string")?;
                     ids.extend((0..col.len()).map(|i| col.value(i).to_string()));
                 }
             }
@@ -83,13 +119,29 @@ fn lake_event_ids(lake_dir: &Path) -> Result<Vec<String>, Failure> {
 
 /// Runs the source until every shard is at its tip, or with `stop_early` asks it to stop once
 /// the first batch is committed (what SIGTERM does in `etl run`).
-async fn consume(client: &etl_aws::kinesis::Client, name: &str, lake: &Lake, batch_max_records: usize, stop_early: bool) -> Result<(StreamSummary, etl_kinesis::PositionCommitter), Failure> {
+async fn consume(
+    client: &etl_aws::kinesis::Client,
+    name: &str,
+    lake: &Lake,
+    batch_max_records: usize,
+    stop_early: bool,
+) -> Result<(StreamSummary, etl_kinesis::PositionCommitter), Failure> {
     let store = Arc::new(LakePositionStore::new(lake.clone()));
-    let options = SourceOptions { stop_when_caught_up: true, batch_max_ms: 300, ..SourceOptions::default() };
-    let (source, committer, stop) = open_source(client.clone(), name, store, options).await.context("open_source")?;
-    let progress: Option<etl_pipeline::Progress> = stop_early.then(|| -> etl_pipeline::Progress { Arc::new(move |_: u64, _: u64| stop.stop()) });
+    let options = SourceOptions {
+        stop_when_caught_up: true,
+        batch_max_ms: 300,
+        ..SourceOptions::default()
+    };
+    let (source, committer, stop) = open_source(client.clone(), name, store, options)
+        .await
+        .context("open_source")?;
+    let progress: Option<etl_pipeline::Progress> = stop_early
+        .then(|| -> etl_pipeline::Progress { Arc::new(move |_: u64, _: u64| stop.stop()) });
     let hook: Arc<dyn CommitSink> = Arc::new(committer.clone());
-    let summary = pipeline(lake, batch_max_records)?.ingest_with_hook(STREAM, Box::new(source), progress, Some(hook)).await.context("ingest")?;
+    let summary = pipeline(lake, batch_max_records)?
+        .ingest_with_hook(STREAM, Box::new(source), progress, Some(hook))
+        .await
+        .context("ingest")?;
     committer.flush().await.context("flush")?;
     Ok((summary, committer))
 }
@@ -101,12 +153,19 @@ fn assert_exactly_once(lake_dir: &Path, expected: &[String]) -> TestResult {
         *counts.entry(id.as_str()).or_default() += 1;
     }
     let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(repeated.is_empty(), "event ids in the lake more than once: {repeated:?}");
+    assert!(
+        repeated.is_empty(),
+        "event ids in the lake more than once: {repeated:?}"
+    );
     let want: HashSet<&str> = expected.iter().map(String::as_str).collect();
     let have: HashSet<&str> = counts.keys().copied().collect();
     let missing: Vec<_> = want.difference(&have).take(5).collect();
     let extra: Vec<_> = have.difference(&want).take(5).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?} (of {}), unexpected {extra:?}", want.len().saturating_sub(have.len()));
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?} (of {}), unexpected {extra:?}",
+        want.len().saturating_sub(have.len())
+    );
     assert_eq!(got.len(), expected.len());
     Ok(())
 }
@@ -117,8 +176,14 @@ async fn kinesis_four_shards_every_event_exactly_once() -> TestResult {
     let name = unique_name("kinesis-source");
     create_stream(&client, &name, 4).await?;
     let n = 20_000;
-    let options = ProduceOptions { targets: vec![(Stream::AppEvents, name.clone())], aggregate: false, rate: None };
-    let produced = produce(&client, events(7, n), &options).await.context("produce")?;
+    let options = ProduceOptions {
+        targets: vec![(Stream::AppEvents, name.clone())],
+        aggregate: false,
+        rate: None,
+    };
+    let produced = produce(&client, events(7, n), &options)
+        .await
+        .context("produce")?;
     assert_eq!(produced.events.get(&name).copied(), Some(n));
     assert_eq!(produced.kinesis_records, n);
     assert!(produced.calls >= n / 500, "{produced:?}");
@@ -148,20 +213,47 @@ async fn kinesis_kpl_aggregates_resume_mid_aggregate() -> TestResult {
     let name = unique_name("kinesis-kpl");
     create_stream(&client, &name, 4).await?;
     let n = 6_000;
-    let options = ProduceOptions { targets: vec![(Stream::AppEvents, name.clone())], aggregate: true, rate: None };
-    let produced = produce(&client, events(11, n), &options).await.context("produce")?;
-    assert!(produced.kinesis_records < n / 100, "aggregated into few records: {produced:?}");
+    let options = ProduceOptions {
+        targets: vec![(Stream::AppEvents, name.clone())],
+        aggregate: true,
+        rate: None,
+    };
+    let produced = produce(&client, events(11, n), &options)
+        .await
+        .context("produce")?;
+    assert!(
+        produced.kinesis_records < n / 100,
+        "aggregated into few records: {produced:?}"
+    );
 
     let dir = tempfile::tempdir().context("tempdir")?;
     let lake = Lake::open(&dir.path().to_string_lossy()).context("lake")?;
     // Batches of 250 user records end inside aggregates of ~1,700; stop after the first batch.
     let (first, committer) = consume(&client, &name, &lake, 250, true).await?;
-    assert!(first.read >= 250 && first.read < n, "first run read {}", first.read);
-    let mid = committer.committed().values().filter_map(|p| p.last.as_ref()).any(|p| p.sub_sequence > 0);
-    assert!(mid, "a committed position inside an aggregate: {:?}", committer.committed());
+    assert!(
+        first.read >= 250 && first.read < n,
+        "first run read {}",
+        first.read
+    );
+    let mid = committer
+        .committed()
+        .values()
+        .filter_map(|p| p.last.as_ref())
+        .any(|p| p.sub_sequence > 0);
+    assert!(
+        mid,
+        "a committed position inside an aggregate: {:?}",
+        committer.committed()
+    );
 
     let (rest, _) = consume(&client, &name, &lake, 2000, false).await?;
-    assert_eq!(first.read + rest.read, n, "first {} + rest {}", first.read, rest.read);
+    assert_eq!(
+        first.read + rest.read,
+        n,
+        "first {} + rest {}",
+        first.read,
+        rest.read
+    );
     assert_exactly_once(dir.path(), &expected_ids(events(11, n))?)?;
     Ok(())
 }

@@ -4,8 +4,10 @@
 //! Tests return [`TestResult`] so that `?` works on SDK and test-bed errors and a failure prints
 //! the whole error chain (service code and message, or the server's log tail).
 
+mod glue_catalog;
 mod kinesis_kpl_agg;
 mod kinesis_source;
+mod lake_s3;
 mod testbed_process;
 mod testbed_smoke;
 

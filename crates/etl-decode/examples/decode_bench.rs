@@ -27,10 +27,19 @@ impl Rng {
         items[self.below(items.len() as u64) as usize]
     }
     fn hex(&mut self, n: usize) -> String {
-        (0..n).map(|_| char::from(b"0123456789abcdef"[self.below(16) as usize])).collect()
+        (0..n)
+            .map(|_| char::from(b"0123456789abcdef"[self.below(16) as usize]))
+            .collect()
     }
     fn uuid(&mut self) -> String {
-        format!("{}-{}-4{}-a{}-{}", self.hex(8), self.hex(4), self.hex(3), self.hex(3), self.hex(12))
+        format!(
+            "{}-{}-4{}-a{}-{}",
+            self.hex(8),
+            self.hex(4),
+            self.hex(3),
+            self.hex(3),
+            self.hex(12)
+        )
     }
 }
 
@@ -49,8 +58,26 @@ fn timestamp(rng: &mut Rng) -> String {
 }
 
 fn app_event(rng: &mut Rng, i: usize) -> String {
-    let types = ["page_view", "login", "logout", "message_sent", "message_failed", "button_click", "signup", "app_open", "app_background", "purchase"];
-    let screens = ["inbox", "conversation_detail", "settings", "contacts", "billing", "onboarding_step_2"];
+    let types = [
+        "page_view",
+        "login",
+        "logout",
+        "message_sent",
+        "message_failed",
+        "button_click",
+        "signup",
+        "app_open",
+        "app_background",
+        "purchase",
+    ];
+    let screens = [
+        "inbox",
+        "conversation_detail",
+        "settings",
+        "contacts",
+        "billing",
+        "onboarding_step_2",
+    ];
     let platform = rng.pick(&["ios", "android", "web"]);
     let mut props = format!(
         "{{\"screen\":\"{}\",\"duration_ms\":{},\"network\":\"{}\",\"ab_bucket\":\"{}\",\"referrer\":\"{}\",\"items\":[{},{},{}],\"battery\":{:.2}}}",
@@ -81,7 +108,10 @@ fn app_event(rng: &mut Rng, i: usize) -> String {
         rng.pick(&["US", "GB", "DE", "BR", "IN", "JP", "FR"]),
     );
     if rng.below(10) == 0 {
-        rec.push_str(&format!(",\"sdk_build\":{},\"device_model\":\"Pixel 9 Pro\"", rng.below(100_000)));
+        rec.push_str(&format!(
+            ",\"sdk_build\":{},\"device_model\":\"Pixel 9 Pro\"",
+            rng.below(100_000)
+        ));
     }
     if i % 100 == 99 {
         rec.push_str(",\"event_id\":\"dup\""); // ~1% rejects
@@ -91,9 +121,22 @@ fn app_event(rng: &mut Rng, i: usize) -> String {
 }
 
 fn call_event(rng: &mut Rng, i: usize) -> String {
-    let types = ["call_started", "call_ringing", "call_answered", "call_ended", "call_failed", "quality_sample"];
+    let types = [
+        "call_started",
+        "call_ringing",
+        "call_answered",
+        "call_ended",
+        "call_failed",
+        "quality_sample",
+    ];
     let event_type = rng.pick(&types);
-    let phone = |rng: &mut Rng| format!("+1{}{}", 200 + rng.below(800), 1_000_000 + rng.below(9_000_000));
+    let phone = |rng: &mut Rng| {
+        format!(
+            "+1{}{}",
+            200 + rng.below(800),
+            1_000_000 + rng.below(9_000_000)
+        )
+    };
     let mut rec = format!(
         "{{\"event_id\":\"{}\",\"call_id\":\"{}\",\"event_type\":\"{event_type}\",\"occurred_at\":{},\"account_id\":\"acc_{}\",\"caller\":\"{}\",\"callee\":\"{}\",\"direction\":\"{}\",\"channel\":\"{}\",\"region\":\"{}\",\"codec\":\"{}\"",
         rng.uuid(),
@@ -124,7 +167,11 @@ fn call_event(rng: &mut Rng, i: usize) -> String {
         ));
     }
     if rng.below(10) == 0 {
-        rec.push_str(&format!(",\"sip_call_id\":\"{}@sip.example.net\",\"trunk\":{{\"id\":{},\"carrier\":\"acme\"}}", rng.hex(24), rng.below(50)));
+        rec.push_str(&format!(
+            ",\"sip_call_id\":\"{}@sip.example.net\",\"trunk\":{{\"id\":{},\"carrier\":\"acme\"}}",
+            rng.hex(24),
+            rng.below(50)
+        ));
     }
     if i % 100 == 99 {
         rec.push_str(",\"duration_ms\":\"oops\""); // ~1% rejects
@@ -135,7 +182,10 @@ fn call_event(rng: &mut Rng, i: usize) -> String {
 
 /// CPU time of the calling thread: the "per core" clock, immune to other processes on the box.
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime only writes the timespec we pass.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
@@ -151,7 +201,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn bench(stream: &str, records: &[String], batch: usize) {
     let schemas = etl_schema::embedded().expect("embedded schemas");
-    let schema = Arc::new(schemas.into_iter().find(|s| s.stream == stream).expect("stream"));
+    let schema = Arc::new(
+        schemas
+            .into_iter()
+            .find(|s| s.stream == stream)
+            .expect("stream"),
+    );
     let bytes: usize = records.iter().map(String::len).sum();
     let n = records.len();
     let mut decoder = Decoder::new(schema, DecodeOptions::default());
@@ -164,7 +219,9 @@ fn bench(stream: &str, records: &[String], batch: usize) {
         rows = 0;
         rejects = 0;
         for chunk in records.chunks(batch) {
-            let out = decoder.decode(chunk.iter().map(|r| r.as_bytes())).expect("decode");
+            let out = decoder
+                .decode(chunk.iter().map(|r| r.as_bytes()))
+                .expect("decode");
             rows += out.batch.num_rows();
             rejects += out.rejects.len();
             std::hint::black_box(out);
@@ -176,12 +233,20 @@ fn bench(stream: &str, records: &[String], batch: usize) {
     let cpu_med = median(cpu_times);
     let best = *times.iter().min().unwrap_or(&Duration::ZERO);
     let med = median(times);
-    let rate = |d: Duration| (n as f64 / d.as_secs_f64(), bytes as f64 / d.as_secs_f64() / 1e6);
+    let rate = |d: Duration| {
+        (
+            n as f64 / d.as_secs_f64(),
+            bytes as f64 / d.as_secs_f64() / 1e6,
+        )
+    };
     let (eb, mb) = rate(best);
     let (em, mm) = rate(med);
     let (cb, cbm) = rate(cpu_best);
     let (cm, cmm) = rate(cpu_med);
-    println!("{stream:<12} {n} records, avg {:.0} B, {rows} rows, {rejects} rejects", bytes as f64 / n as f64);
+    println!(
+        "{stream:<12} {n} records, avg {:.0} B, {rows} rows, {rejects} rejects",
+        bytes as f64 / n as f64
+    );
     println!("{:<12} etl-decode per core (thread CPU time): best {:.2} M events/s {:.0} MB/s, median {:.2} M events/s {:.0} MB/s", "", cb / 1e6, cbm, cm / 1e6, cmm);
     println!("{:<12} etl-decode wall clock:                 best {:.2} M events/s {:.0} MB/s, median {:.2} M events/s {:.0} MB/s", "", eb / 1e6, mb, em / 1e6, mm);
     let start = thread_cpu();
@@ -190,7 +255,12 @@ fn bench(stream: &str, records: &[String], batch: usize) {
         std::hint::black_box(v.ok());
     }
     let (es, ms) = rate(thread_cpu().saturating_sub(start));
-    println!("{:<12} (reference) serde_json::Value parse only: {:.2} M events/s {:.0} MB/s", "", es / 1e6, ms);
+    println!(
+        "{:<12} (reference) serde_json::Value parse only: {:.2} M events/s {:.0} MB/s",
+        "",
+        es / 1e6,
+        ms
+    );
 }
 
 fn main() {

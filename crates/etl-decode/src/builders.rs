@@ -5,11 +5,11 @@
 
 use crate::plan::{Plan, Ty, Val};
 use crate::record::Scratch;
+use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, StructArray,
     TimestampMillisecondBuilder,
 };
-use arrow::array::builder::NullBufferBuilder;
 use arrow::datatypes::{DataType, Fields, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -17,20 +17,36 @@ use std::sync::Arc;
 
 /// One column being built.
 enum Col {
-    Utf8 { b: StringBuilder, bytes: usize },
+    Utf8 {
+        b: StringBuilder,
+        bytes: usize,
+    },
     Int(Int64Builder),
     Float(Float64Builder),
     Bool(BooleanBuilder),
-    Ts { b: TimestampMillisecondBuilder, tz: Option<Arc<str>> },
-    Struct { fields: Fields, children: Vec<Col>, nulls: NullBufferBuilder },
+    Ts {
+        b: TimestampMillisecondBuilder,
+        tz: Option<Arc<str>>,
+    },
+    Struct {
+        fields: Fields,
+        children: Vec<Col>,
+        nulls: NullBufferBuilder,
+    },
     /// A type the decoder never produces; kept as nulls so nothing panics.
-    Unsupported { data_type: DataType, len: usize },
+    Unsupported {
+        data_type: DataType,
+        len: usize,
+    },
 }
 
 impl Col {
     fn new(data_type: &DataType, rows: usize) -> Col {
         match data_type {
-            DataType::Utf8 => Col::Utf8 { b: StringBuilder::with_capacity(rows, rows * 16), bytes: rows * 16 },
+            DataType::Utf8 => Col::Utf8 {
+                b: StringBuilder::with_capacity(rows, rows * 16),
+                bytes: rows * 16,
+            },
             DataType::Int64 => Col::Int(Int64Builder::with_capacity(rows)),
             DataType::Float64 => Col::Float(Float64Builder::with_capacity(rows)),
             DataType::Boolean => Col::Bool(BooleanBuilder::with_capacity(rows)),
@@ -40,10 +56,16 @@ impl Col {
             },
             DataType::Struct(fields) => Col::Struct {
                 fields: fields.clone(),
-                children: fields.iter().map(|f| Col::new(f.data_type(), rows)).collect(),
+                children: fields
+                    .iter()
+                    .map(|f| Col::new(f.data_type(), rows))
+                    .collect(),
                 nulls: NullBufferBuilder::new(rows),
             },
-            other => Col::Unsupported { data_type: other.clone(), len: 0 },
+            other => Col::Unsupported {
+                data_type: other.clone(),
+                len: 0,
+            },
         }
     }
 
@@ -69,7 +91,11 @@ impl Col {
             Col::Float(b) => b.append_null(),
             Col::Bool(b) => b.append_null(),
             Col::Ts { b, .. } => b.append_null(),
-            Col::Struct { fields, children, nulls } => {
+            Col::Struct {
+                fields,
+                children,
+                nulls,
+            } => {
                 nulls.append_null();
                 for (child, f) in children.iter_mut().zip(fields.iter()) {
                     if f.is_nullable() {
@@ -124,12 +150,24 @@ impl Col {
                 *b = TimestampMillisecondBuilder::with_capacity(rows).with_timezone_opt(tz.clone());
                 Arc::new(a)
             }
-            Col::Struct { fields, children, nulls } => {
-                let arrays = children.iter_mut().map(|c| c.finish(rows)).collect::<Result<Vec<_>, _>>()?;
+            Col::Struct {
+                fields,
+                children,
+                nulls,
+            } => {
+                let arrays = children
+                    .iter_mut()
+                    .map(|c| c.finish(rows))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let n = nulls.len();
                 let null_buffer = nulls.finish();
                 *nulls = NullBufferBuilder::new(rows);
-                Arc::new(StructArray::try_new_with_length(fields.clone(), arrays, null_buffer, n)?)
+                Arc::new(StructArray::try_new_with_length(
+                    fields.clone(),
+                    arrays,
+                    null_buffer,
+                    n,
+                )?)
             }
             Col::Unsupported { data_type, len } => {
                 let a = arrow::array::new_null_array(data_type, *len);
@@ -154,7 +192,12 @@ impl Columns {
     pub(crate) fn new(schema: SchemaRef) -> Self {
         let rows = 1024;
         let n = schema.fields().len().saturating_sub(1);
-        let cols = schema.fields().iter().take(n).map(|f| Col::new(f.data_type(), rows)).collect();
+        let cols = schema
+            .fields()
+            .iter()
+            .take(n)
+            .map(|f| Col::new(f.data_type(), rows))
+            .collect();
         Columns {
             schema,
             cols,
@@ -171,7 +214,14 @@ impl Columns {
         for (i, col) in self.cols.iter_mut().enumerate() {
             let val = s.vals.get(i).copied().unwrap_or(Val::Null);
             match (col, plan.leaves.get(i).map(|l| &l.ty)) {
-                (Col::Struct { children, nulls, .. }, Some(Ty::Struct { children: slots, .. })) if val == Val::Present => {
+                (
+                    Col::Struct {
+                        children, nulls, ..
+                    },
+                    Some(Ty::Struct {
+                        children: slots, ..
+                    }),
+                ) if val == Val::Present => {
                     nulls.append_non_null();
                     for (child, slot) in children.iter_mut().zip(slots.clone()) {
                         child.append(s.vals.get(slot).copied().unwrap_or(Val::Null), rec, arena);

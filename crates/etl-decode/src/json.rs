@@ -26,9 +26,13 @@ pub(crate) enum Kind {
     True,
     False,
     /// A number; `is_int` when written without fraction and exponent.
-    Number { is_int: bool },
+    Number {
+        is_int: bool,
+    },
     /// A string; `escaped` when it contains at least one backslash escape.
-    String { escaped: bool },
+    String {
+        escaped: bool,
+    },
     Array,
     Object,
 }
@@ -59,11 +63,19 @@ pub(crate) struct Raw {
 }
 
 impl Raw {
-    pub(crate) const ABSENT: Raw = Raw { kind: Kind::Absent, start: 0, end: 0 };
+    pub(crate) const ABSENT: Raw = Raw {
+        kind: Kind::Absent,
+        start: 0,
+        end: 0,
+    };
 
     #[inline(always)]
     pub(crate) fn new(kind: Kind, start: usize, end: usize) -> Self {
-        Raw { kind, start: start as u32, end: end as u32 }
+        Raw {
+            kind,
+            start: start as u32,
+            end: end as u32,
+        }
     }
 
     /// The raw text's byte range.
@@ -107,7 +119,12 @@ fn special_bytes(x: u64) -> u64 {
 
 impl<'a> Cursor<'a> {
     pub(crate) fn new(b: &'a [u8]) -> Self {
-        Cursor { b, pos: 0, err_pos: 0, err_what: "" }
+        Cursor {
+            b,
+            pos: 0,
+            err_pos: 0,
+            err_what: "",
+        }
     }
 
     #[inline(always)]
@@ -372,14 +389,38 @@ pub(crate) fn unescape(body: &str, out: &mut String) {
         let esc = rest.get(i + 1..).unwrap_or("");
         let mut chars = esc.chars();
         let consumed = match chars.next() {
-            Some('"') => { out.push('"'); 1 }
-            Some('\\') => { out.push('\\'); 1 }
-            Some('/') => { out.push('/'); 1 }
-            Some('b') => { out.push('\u{8}'); 1 }
-            Some('f') => { out.push('\u{c}'); 1 }
-            Some('n') => { out.push('\n'); 1 }
-            Some('r') => { out.push('\r'); 1 }
-            Some('t') => { out.push('\t'); 1 }
+            Some('"') => {
+                out.push('"');
+                1
+            }
+            Some('\\') => {
+                out.push('\\');
+                1
+            }
+            Some('/') => {
+                out.push('/');
+                1
+            }
+            Some('b') => {
+                out.push('\u{8}');
+                1
+            }
+            Some('f') => {
+                out.push('\u{c}');
+                1
+            }
+            Some('n') => {
+                out.push('\n');
+                1
+            }
+            Some('r') => {
+                out.push('\r');
+                1
+            }
+            Some('t') => {
+                out.push('\t');
+                1
+            }
             Some('u') => {
                 let hi = esc.get(1..5).and_then(|h| u32::from_str_radix(h, 16).ok());
                 match hi {
@@ -396,14 +437,26 @@ pub(crate) fn unescape(body: &str, out: &mut String) {
                                 out.push(char::from_u32(c).unwrap_or('\u{FFFD}'));
                                 11
                             }
-                            None => { out.push('\u{FFFD}'); 5 }
+                            None => {
+                                out.push('\u{FFFD}');
+                                5
+                            }
                         }
                     }
-                    Some(c) => { out.push(char::from_u32(c).unwrap_or('\u{FFFD}')); 5 }
-                    None => { out.push('\u{FFFD}'); 1 }
+                    Some(c) => {
+                        out.push(char::from_u32(c).unwrap_or('\u{FFFD}'));
+                        5
+                    }
+                    None => {
+                        out.push('\u{FFFD}');
+                        1
+                    }
                 }
             }
-            Some(other) => { out.push(other); other.len_utf8() }
+            Some(other) => {
+                out.push(other);
+                other.len_utf8()
+            }
             None => 0,
         };
         rest = esc.get(consumed..).unwrap_or("");
@@ -445,15 +498,32 @@ mod tests {
     fn scan(s: &str) -> Result<Raw, SyntaxError> {
         let mut c = Cursor::new(s.as_bytes());
         let r = c.scan_value(0)?;
-        if c.at_end() { Ok(r) } else { Err(c.err("trailing")) }
+        if c.at_end() {
+            Ok(r)
+        } else {
+            Err(c.err("trailing"))
+        }
     }
 
     #[test]
     fn accepts_valid_json() {
         for s in [
-            "0", "-0", "12", "-1.5e10", "1E+2", "0.25", "true", "false", "null", "\"\"",
-            "\"a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"", "[]", "{}", "[1,[2,{\"a\":[]}]]",
-            "{ \"a\" : 1 , \"b\" : [ true , null ] }", "\"héllo wörld, a long string beyond eight bytes\"",
+            "0",
+            "-0",
+            "12",
+            "-1.5e10",
+            "1E+2",
+            "0.25",
+            "true",
+            "false",
+            "null",
+            "\"\"",
+            "\"a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"",
+            "[]",
+            "{}",
+            "[1,[2,{\"a\":[]}]]",
+            "{ \"a\" : 1 , \"b\" : [ true , null ] }",
+            "\"héllo wörld, a long string beyond eight bytes\"",
         ] {
             assert!(scan(s).is_ok(), "{s}");
         }
@@ -462,9 +532,31 @@ mod tests {
     #[test]
     fn rejects_invalid_json() {
         for s in [
-            "", "01", "-", "1.", ".5", "1e", "+1", "tru", "nul", "\"abc", "\"a\\x\"", "\"\\u12\"",
-            "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"tab\there\"", "[1,]", "{\"a\":1,}",
-            "{\"a\"}", "{a:1}", "[1 2]", "{\"a\":1 \"b\":2}", "NaN", "[", "{",
+            "",
+            "01",
+            "-",
+            "1.",
+            ".5",
+            "1e",
+            "+1",
+            "tru",
+            "nul",
+            "\"abc",
+            "\"a\\x\"",
+            "\"\\u12\"",
+            "\"\\ud800\"",
+            "\"\\udc00\"",
+            "\"\\ud800\\u0041\"",
+            "\"tab\there\"",
+            "[1,]",
+            "{\"a\":1,}",
+            "{\"a\"}",
+            "{a:1}",
+            "[1 2]",
+            "{\"a\":1 \"b\":2}",
+            "NaN",
+            "[",
+            "{",
         ] {
             assert!(scan(s).is_err(), "{s:?}");
         }
@@ -483,7 +575,10 @@ mod tests {
         let r = scan("\"plain text here!\"").unwrap();
         assert_eq!(r.kind, Kind::String { escaped: false });
         assert_eq!((r.start, r.end), (0, 18));
-        assert_eq!(scan("\"a\\nb\"").unwrap().kind, Kind::String { escaped: true });
+        assert_eq!(
+            scan("\"a\\nb\"").unwrap().kind,
+            Kind::String { escaped: true }
+        );
         assert_eq!(scan("1.0").unwrap().kind, Kind::Number { is_int: false });
         assert_eq!(scan("-7").unwrap().kind, Kind::Number { is_int: true });
     }

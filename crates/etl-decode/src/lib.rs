@@ -56,7 +56,9 @@ pub struct DecodeOptions {
 impl Default for DecodeOptions {
     /// 1 MiB, the Kinesis record limit.
     fn default() -> Self {
-        DecodeOptions { max_record_bytes: 1 << 20 }
+        DecodeOptions {
+            max_record_bytes: 1 << 20,
+        }
     }
 }
 
@@ -68,7 +70,9 @@ pub enum DecodeError {
     Arrow(#[from] arrow::error::ArrowError),
     /// The accepted records of one call hold more text than one Arrow string column can
     /// (2 GiB); decode the input in smaller chunks.
-    #[error("one decode call got more than {limit} bytes of accepted records; decode smaller chunks")]
+    #[error(
+        "one decode call got more than {limit} bytes of accepted records; decode smaller chunks"
+    )]
     BatchTooLarge { limit: usize },
     /// More than `u32::MAX` records in one call.
     #[error("one decode call got more than u32::MAX records; decode smaller chunks")]
@@ -120,7 +124,14 @@ impl Decoder {
         let plan = Plan::new(&schema);
         let scratch = Scratch::new(&plan);
         let columns = Columns::new(arrow_schema.clone());
-        Decoder { schema, arrow_schema, options, plan, scratch, columns }
+        Decoder {
+            schema,
+            arrow_schema,
+            options,
+            plan,
+            scratch,
+            columns,
+        }
     }
 
     /// The stream schema this decoder validates against.
@@ -139,7 +150,10 @@ impl Decoder {
     }
 
     /// Decodes records in order. Accepted records become rows in input order.
-    pub fn decode<'a>(&mut self, records: impl IntoIterator<Item = &'a [u8]>) -> Result<DecodedBatch, DecodeError> {
+    pub fn decode<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<DecodedBatch, DecodeError> {
         let mut rows = Vec::with_capacity(self.columns.rows().max(64));
         let mut rejects = Vec::new();
         let mut accepted_bytes = 0usize;
@@ -153,21 +167,33 @@ impl Decoder {
                     accepted_bytes += record.len() + 2;
                     if accepted_bytes > MAX_BATCH_BYTES {
                         self.columns.discard();
-                        return Err(DecodeError::BatchTooLarge { limit: MAX_BATCH_BYTES });
+                        return Err(DecodeError::BatchTooLarge {
+                            limit: MAX_BATCH_BYTES,
+                        });
                     }
                     self.columns.append(&self.plan, text, &self.scratch);
                     rows.push(index);
                 }
-                Err(fail) => rejects.push(Reject { index, reason: fail.reason, message: fail.message }),
+                Err(fail) => rejects.push(Reject {
+                    index,
+                    reason: fail.reason,
+                    message: fail.message,
+                }),
             }
         }
         let batch = self.columns.finish()?;
-        Ok(DecodedBatch { batch, rows, rejects })
+        Ok(DecodedBatch {
+            batch,
+            rows,
+            rejects,
+        })
     }
 
     /// Validates one record without decoding it: `Ok` when [`Decoder::decode`] would accept it.
     pub fn validate(&mut self, record: &[u8]) -> Result<(), (RejectReason, String)> {
-        self.check(record).map(|_| ()).map_err(|f| (f.reason, f.message))
+        self.check(record)
+            .map(|_| ())
+            .map_err(|f| (f.reason, f.message))
     }
 
     /// Size, UTF-8 and schema checks; on success the scratch describes the record.
@@ -175,13 +201,21 @@ impl Decoder {
         let max = self.options.max_record_bytes.min(HARD_MAX_RECORD_BYTES);
         if record.len() > max {
             let n = record.len();
-            return Err(Fail::new(RejectReason::TooLarge, format!("record is {n} bytes, more than the limit of {max}")));
+            return Err(Fail::new(
+                RejectReason::TooLarge,
+                format!("record is {n} bytes, more than the limit of {max}"),
+            ));
         }
         let text = match simdutf8::basic::from_utf8(record) {
             Ok(text) => text,
             Err(_) => {
-                let at = std::str::from_utf8(record).err().map_or(0, |e| e.valid_up_to());
-                return Err(Fail::new(RejectReason::InvalidUtf8, format!("invalid UTF-8 at byte {at}")));
+                let at = std::str::from_utf8(record)
+                    .err()
+                    .map_or(0, |e| e.valid_up_to());
+                return Err(Fail::new(
+                    RejectReason::InvalidUtf8,
+                    format!("invalid UTF-8 at byte {at}"),
+                ));
             }
         };
         self.plan.check(text, &mut self.scratch)?;

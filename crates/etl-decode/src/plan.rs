@@ -10,15 +10,24 @@ use std::ops::Range;
 /// A field's type with what validation needs, precomputed.
 #[derive(Debug)]
 pub(crate) enum Ty {
-    Str { max_len: Option<usize> },
-    Enum { values: Vec<Box<str>>, listing: String },
+    Str {
+        max_len: Option<usize>,
+    },
+    Enum {
+        values: Vec<Box<str>>,
+        listing: String,
+    },
     Phone,
     Int,
     Double,
     Bool,
     Ts,
     Json,
-    Struct { children: Range<usize>, keys: KeyTable, listing: String },
+    Struct {
+        children: Range<usize>,
+        keys: KeyTable,
+        listing: String,
+    },
 }
 
 /// One slot: a top-level field or a struct child.
@@ -60,7 +69,11 @@ impl KeyTable {
         if self.ordered.get(hint).is_some_and(|k| eq_bytes(k, key)) {
             return Some(hint);
         }
-        self.by_len.get(key.len())?.iter().find(|(k, _)| eq_bytes(k, key)).map(|&(_, i)| i)
+        self.by_len
+            .get(key.len())?
+            .iter()
+            .find(|(k, _)| eq_bytes(k, key))
+            .map(|&(_, i)| i)
     }
 }
 
@@ -87,22 +100,36 @@ impl Plan {
         for (parent, children) in pending_children {
             let start = leaves.len();
             for c in children {
-                let path = format!("{}.{}", schema.fields.get(parent).map_or("", |p| p.name.as_str()), c.name);
+                let path = format!(
+                    "{}.{}",
+                    schema.fields.get(parent).map_or("", |p| p.name.as_str()),
+                    c.name
+                );
                 leaves.push(leaf(c, path));
             }
             let range = start..leaves.len();
-            if let Some(Leaf { ty: Ty::Struct { children: r, .. }, .. }) = leaves.get_mut(parent) {
+            if let Some(Leaf {
+                ty: Ty::Struct { children: r, .. },
+                ..
+            }) = leaves.get_mut(parent)
+            {
                 *r = range;
             }
         }
         let keys = KeyTable::new(schema.fields.iter().map(|f| f.name.as_str()));
-        Plan { leaves, n_top, keys }
+        Plan {
+            leaves,
+            n_top,
+            keys,
+        }
     }
 }
 
 fn leaf(f: &Field, path: String) -> Leaf {
     let ty = match &f.ty {
-        FieldType::String => Ty::Str { max_len: f.max_length },
+        FieldType::String => Ty::Str {
+            max_len: f.max_length,
+        },
         FieldType::Enum { values } => Ty::Enum {
             values: values.iter().map(|v| v.as_str().into()).collect(),
             listing: values.join(", "),
@@ -116,10 +143,18 @@ fn leaf(f: &Field, path: String) -> Leaf {
         FieldType::Struct { fields } => Ty::Struct {
             children: 0..0,
             keys: KeyTable::new(fields.iter().map(|c| c.name.as_str())),
-            listing: fields.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+            listing: fields
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         },
     };
-    Leaf { path, ty, required: f.required }
+    Leaf {
+        path,
+        ty,
+        required: f.required,
+    }
 }
 
 /// A validated value of one slot. Strings point into the record or the scratch arena.
@@ -147,18 +182,27 @@ pub(crate) struct Span {
 impl Span {
     #[inline(always)]
     pub(crate) fn in_record(start: usize, end: usize) -> Self {
-        Span { start: start as u32, end: end as u32, arena: false }
+        Span {
+            start: start as u32,
+            end: end as u32,
+            arena: false,
+        }
     }
 
     #[inline(always)]
     pub(crate) fn in_arena(start: usize, end: usize) -> Self {
-        Span { start: start as u32, end: end as u32, arena: true }
+        Span {
+            start: start as u32,
+            end: end as u32,
+            arena: true,
+        }
     }
 
     #[inline(always)]
     pub(crate) fn text<'a>(self, rec: &'a str, arena: &'a str) -> &'a str {
         let src = if self.arena { arena } else { rec };
-        src.get(self.start as usize..self.end as usize).unwrap_or("")
+        src.get(self.start as usize..self.end as usize)
+            .unwrap_or("")
     }
 
     #[inline(always)]
@@ -209,7 +253,16 @@ mod tests {
 
     #[test]
     fn eq_bytes_matches_slice_eq() {
-        let words: [&[u8]; 8] = [b"", b"a", b"ab", b"abcdefgh", b"abcdefgi", b"abcdefghij", b"abcdefghik", b"event_type"];
+        let words: [&[u8]; 8] = [
+            b"",
+            b"a",
+            b"ab",
+            b"abcdefgh",
+            b"abcdefgi",
+            b"abcdefghij",
+            b"abcdefghik",
+            b"event_type",
+        ];
         for a in words {
             for b in words {
                 assert_eq!(eq_bytes(a, b), a == b, "{a:?} {b:?}");
@@ -227,7 +280,16 @@ mod tests {
         assert!(is_e164(b"+14155550100"));
         assert!(is_e164(b"+12345678"));
         assert!(is_e164(b"+123456789012345"));
-        for bad in ["14155550100", "+1234567", "+1234567890123456", "+04155550100", "+1 415 555 0100", "+1415555010a", "+", ""] {
+        for bad in [
+            "14155550100",
+            "+1234567",
+            "+1234567890123456",
+            "+04155550100",
+            "+1 415 555 0100",
+            "+1415555010a",
+            "+",
+            "",
+        ] {
             assert!(!is_e164(bad.as_bytes()), "{bad}");
         }
     }
@@ -238,14 +300,23 @@ mod tests {
         let call = schemas.iter().find(|s| s.stream == "call_events").unwrap();
         let plan = Plan::new(call);
         assert_eq!(plan.n_top, call.fields.len());
-        let q = call.fields.iter().position(|f| f.name == "quality").unwrap();
-        let Ty::Struct { children, keys, .. } = &plan.leaves[q].ty else { panic!() };
+        let q = call
+            .fields
+            .iter()
+            .position(|f| f.name == "quality")
+            .unwrap();
+        let Ty::Struct { children, keys, .. } = &plan.leaves[q].ty else {
+            panic!()
+        };
         assert_eq!(children.len(), 4);
         assert_eq!(plan.leaves[children.start].path, "quality.mos");
         assert_eq!(keys.find(b"rtt_ms", 0), Some(3));
         assert_eq!(plan.keys.find(b"call_id", 0), Some(1));
         assert_eq!(plan.keys.find(b"call_id", 1), Some(1));
         assert_eq!(plan.keys.find(b"nope", 0), None);
-        assert_eq!(plan.keys.find(b"a_very_long_key_longer_than_any_field", 3), None);
+        assert_eq!(
+            plan.keys.find(b"a_very_long_key_longer_than_any_field", 3),
+            None
+        );
     }
 }

@@ -19,14 +19,20 @@ pub(crate) struct Fail {
 
 impl Fail {
     pub(crate) fn new(reason: RejectReason, message: impl Into<String>) -> Self {
-        Fail { reason, message: message.into() }
+        Fail {
+            reason,
+            message: message.into(),
+        }
     }
 }
 
 /// The reject for the syntax error recorded in `c`.
 #[cold]
 fn syntax(c: &Cursor<'_>) -> Fail {
-    Fail::new(RejectReason::InvalidJson, format!("invalid JSON at byte {}: {}", c.err_pos, c.err_what))
+    Fail::new(
+        RejectReason::InvalidJson,
+        format!("invalid JSON at byte {}: {}", c.err_pos, c.err_what),
+    )
 }
 
 /// Records a syntax error at the cursor and returns its reject.
@@ -130,15 +136,26 @@ impl Plan {
         c.skip_ws();
         match c.peek() {
             Some(b'{') => c.pos += 1,
-            None => return Err(Fail::new(RejectReason::InvalidJson, "invalid JSON: empty record")),
+            None => {
+                return Err(Fail::new(
+                    RejectReason::InvalidJson,
+                    "invalid JSON: empty record",
+                ))
+            }
             Some(_) => {
                 let raw = c.scan_value(0).map_err(|_| syntax(&c))?;
                 c.skip_ws();
                 if !c.at_end() {
-                    return Err(syntax_at(&mut c, "trailing characters after the JSON value"));
+                    return Err(syntax_at(
+                        &mut c,
+                        "trailing characters after the JSON value",
+                    ));
                 }
                 let what = raw.kind.describe();
-                return Err(Fail::new(RejectReason::NotAnObject, format!("expected a JSON object, got {what}")));
+                return Err(Fail::new(
+                    RejectReason::NotAnObject,
+                    format!("expected a JSON object, got {what}"),
+                ));
             }
         }
         let mut pending: Option<Fail> = None;
@@ -153,19 +170,35 @@ impl Plan {
                     return Err(syntax_at(&mut c, "expected a key string"));
                 }
                 let key = c.scan_string().map_err(|_| syntax(&c))?;
-                c.expect(b':', "expected `:` after a key").map_err(|_| syntax(&c))?;
+                c.expect(b':', "expected `:` after a key")
+                    .map_err(|_| syntax(&c))?;
                 c.skip_ws();
-                let found = self.keys.find(key_text(rec, key, &mut s.key_buf).as_bytes(), hint);
+                let found = self
+                    .keys
+                    .find(key_text(rec, key, &mut s.key_buf).as_bytes(), hint);
                 match found.and_then(|i| self.leaves.get(i).map(|l| (i, l))) {
                     Some((i, leaf)) => {
                         hint = i + 1;
                         let dup = s.raws.get(i).is_some_and(|r| r.kind != Kind::Absent);
                         if dup && pending.is_none() {
-                            pending = Some(field(RejectReason::DuplicateKey, &leaf.path, format_args!("key appears more than once")));
+                            pending = Some(field(
+                                RejectReason::DuplicateKey,
+                                &leaf.path,
+                                format_args!("key appears more than once"),
+                            ));
                         }
                         let raw = match &leaf.ty {
-                            Ty::Struct { children, keys, listing } if c.peek() == Some(b'{') => {
-                                let ctx = StructCtx { leaf, base: children.start, keys, listing };
+                            Ty::Struct {
+                                children,
+                                keys,
+                                listing,
+                            } if c.peek() == Some(b'{') => {
+                                let ctx = StructCtx {
+                                    leaf,
+                                    base: children.start,
+                                    keys,
+                                    listing,
+                                };
                                 scan_struct(&ctx, rec, &mut c, s, &mut pending)?
                             }
                             _ => c.scan_value(1).map_err(|_| syntax(&c))?,
@@ -207,8 +240,16 @@ impl Plan {
         };
         let val = if matches!(raw.kind, Kind::Absent | Kind::Null) {
             if leaf.required {
-                let what = if raw.kind == Kind::Null { "required but null" } else { "required but missing" };
-                return Err(field(RejectReason::MissingField, &leaf.path, format_args!("{what}")));
+                let what = if raw.kind == Kind::Null {
+                    "required but null"
+                } else {
+                    "required but missing"
+                };
+                return Err(field(
+                    RejectReason::MissingField,
+                    &leaf.path,
+                    format_args!("{what}"),
+                ));
             }
             Val::Null
         } else {
@@ -222,40 +263,63 @@ impl Plan {
 
     fn typed(&self, leaf: &Leaf, raw: Raw, rec: &str, s: &mut Scratch) -> Result<Val, Fail> {
         let wrong = |expected: &str| {
-            field(RejectReason::WrongType, &leaf.path, format_args!("expected {expected}, got {}", raw.kind.describe()))
+            field(
+                RejectReason::WrongType,
+                &leaf.path,
+                format_args!("expected {expected}, got {}", raw.kind.describe()),
+            )
         };
         let raw_text = || rec.get(raw.range()).unwrap_or("");
         Ok(match &leaf.ty {
             Ty::Str { max_len } => {
-                let Kind::String { .. } = raw.kind else { return Err(wrong("a string")) };
+                let Kind::String { .. } = raw.kind else {
+                    return Err(wrong("a string"));
+                };
                 let span = str_span(rec, raw, &mut s.arena);
                 if let Some(max) = *max_len {
                     if span.len() > max {
                         let n = span.len();
-                        return Err(field(RejectReason::TooLong, &leaf.path, format_args!("{n} bytes, longer than max_length {max}")));
+                        return Err(field(
+                            RejectReason::TooLong,
+                            &leaf.path,
+                            format_args!("{n} bytes, longer than max_length {max}"),
+                        ));
                     }
                 }
                 Val::Str(span)
             }
             Ty::Enum { values, listing } => {
-                let Kind::String { .. } = raw.kind else { return Err(wrong("a string")) };
+                let Kind::String { .. } = raw.kind else {
+                    return Err(wrong("a string"));
+                };
                 let span = str_span(rec, raw, &mut s.arena);
                 let text = span.text(rec, &s.arena);
-                if !values.iter().any(|v| eq_bytes(v.as_bytes(), text.as_bytes())) {
+                if !values
+                    .iter()
+                    .any(|v| eq_bytes(v.as_bytes(), text.as_bytes()))
+                {
                     let q = quote(text);
-                    return Err(field(RejectReason::UnknownEnumValue, &leaf.path, format_args!("`{q}` is not one of: {listing}")));
+                    return Err(field(
+                        RejectReason::UnknownEnumValue,
+                        &leaf.path,
+                        format_args!("`{q}` is not one of: {listing}"),
+                    ));
                 }
                 Val::Str(span)
             }
             Ty::Phone => {
-                let Kind::String { .. } = raw.kind else { return Err(wrong("a string")) };
+                let Kind::String { .. } = raw.kind else {
+                    return Err(wrong("a string"));
+                };
                 let span = str_span(rec, raw, &mut s.arena);
                 // The number is PII: the message never repeats it.
                 if !is_e164(span.text(rec, &s.arena).as_bytes()) {
                     return Err(field(
                         RejectReason::InvalidPhone,
                         &leaf.path,
-                        format_args!("not an E.164 number (`+` then 8 to 15 digits, the first one 1-9)"),
+                        format_args!(
+                            "not an E.164 number (`+` then 8 to 15 digits, the first one 1-9)"
+                        ),
                     ));
                 }
                 Val::Str(span)
@@ -265,7 +329,11 @@ impl Plan {
                     Some(v) => Val::Int(v),
                     None => {
                         let q = quote(raw_text());
-                        return Err(field(RejectReason::WrongType, &leaf.path, format_args!("integer {q} is out of the int64 range")));
+                        return Err(field(
+                            RejectReason::WrongType,
+                            &leaf.path,
+                            format_args!("integer {q} is out of the int64 range"),
+                        ));
                     }
                 },
                 _ => return Err(wrong("an integer")),
@@ -275,7 +343,11 @@ impl Plan {
                     Ok(v) if v.is_finite() => Val::Float(v),
                     _ => {
                         let q = quote(raw_text());
-                        return Err(field(RejectReason::WrongType, &leaf.path, format_args!("number {q} is out of the double range")));
+                        return Err(field(
+                            RejectReason::WrongType,
+                            &leaf.path,
+                            format_args!("number {q} is out of the double range"),
+                        ));
                     }
                 },
                 _ => return Err(wrong("a number")),
@@ -287,17 +359,30 @@ impl Plan {
             },
             Ty::Ts => match raw.kind {
                 Kind::String { escaped } => {
-                    let span = if escaped { str_span(rec, raw, &mut s.arena) } else { { let (a, b) = raw.inner(); Span::in_record(a, b) } };
+                    let span = if escaped {
+                        str_span(rec, raw, &mut s.arena)
+                    } else {
+                        {
+                            let (a, b) = raw.inner();
+                            Span::in_record(a, b)
+                        }
+                    };
                     let text = span.text(rec, &s.arena);
                     match parse_rfc3339(text.as_bytes()) {
                         Ok(ms) => Val::Int(ms),
                         Err(e) => {
                             let (q, why) = (quote(text), e.describe());
-                            return Err(field(RejectReason::InvalidTimestamp, &leaf.path, format_args!("`{q}`: {why}")));
+                            return Err(field(
+                                RejectReason::InvalidTimestamp,
+                                &leaf.path,
+                                format_args!("`{q}`: {why}"),
+                            ));
                         }
                     }
                 }
-                Kind::Number { is_int } => match parse_i64(raw_text().as_bytes()).filter(|ms| is_int && epoch_ms_in_range(*ms)) {
+                Kind::Number { is_int } => match parse_i64(raw_text().as_bytes())
+                    .filter(|ms| is_int && epoch_ms_in_range(*ms))
+                {
                     Some(ms) => Val::Int(ms),
                     None => {
                         let q = quote(raw_text());
@@ -332,7 +417,13 @@ struct StructCtx<'p> {
 }
 
 /// Scans a struct field's object (cursor on `{`) into its children's slots.
-fn scan_struct(ctx: &StructCtx<'_>, rec: &str, c: &mut Cursor<'_>, s: &mut Scratch, pending: &mut Option<Fail>) -> Result<Raw, Fail> {
+fn scan_struct(
+    ctx: &StructCtx<'_>,
+    rec: &str,
+    c: &mut Cursor<'_>,
+    s: &mut Scratch,
+    pending: &mut Option<Fail>,
+) -> Result<Raw, Fail> {
     let start = c.pos;
     c.pos += 1;
     c.skip_ws();
@@ -347,7 +438,8 @@ fn scan_struct(ctx: &StructCtx<'_>, rec: &str, c: &mut Cursor<'_>, s: &mut Scrat
             return Err(syntax_at(c, "expected a key string"));
         }
         let key = c.scan_string().map_err(|_| syntax(c))?;
-        c.expect(b':', "expected `:` after a key").map_err(|_| syntax(c))?;
+        c.expect(b':', "expected `:` after a key")
+            .map_err(|_| syntax(c))?;
         c.skip_ws();
         let text = key_text(rec, key, &mut s.key_buf);
         match ctx.keys.find(text.as_bytes(), hint) {
@@ -360,7 +452,11 @@ fn scan_struct(ctx: &StructCtx<'_>, rec: &str, c: &mut Cursor<'_>, s: &mut Scrat
                     _ => {
                         if pending.is_none() {
                             let path = format!("{}.{}", ctx.leaf.path, quote(text));
-                            *pending = Some(field(RejectReason::DuplicateKey, &path, format_args!("key appears more than once")));
+                            *pending = Some(field(
+                                RejectReason::DuplicateKey,
+                                &path,
+                                format_args!("key appears more than once"),
+                            ));
                         }
                     }
                 }
@@ -408,5 +504,11 @@ fn unknown_duplicate(rec: &str, s: &mut Scratch) -> Option<Fail> {
             _ => None,
         })
     };
-    dup.map(|k| field(RejectReason::DuplicateKey, &quote(k), format_args!("key appears more than once")))
+    dup.map(|k| {
+        field(
+            RejectReason::DuplicateKey,
+            &quote(k),
+            format_args!("key appears more than once"),
+        )
+    })
 }

@@ -84,7 +84,11 @@ pub(crate) fn parse_rfc3339(s: &[u8]) -> Result<i64, TsError> {
         (Some(a), Some(b)) => (a * 100 + b) as i64,
         _ => return Err(Format),
     };
-    if s.get(4) != Some(&b'-') || s.get(7) != Some(&b'-') || s.get(13) != Some(&b':') || s.get(16) != Some(&b':') {
+    if s.get(4) != Some(&b'-')
+        || s.get(7) != Some(&b'-')
+        || s.get(13) != Some(&b':')
+        || s.get(16) != Some(&b':')
+    {
         return Err(Format);
     }
     if !matches!(s.get(10), Some(b'T' | b't' | b' ')) {
@@ -137,7 +141,11 @@ pub(crate) fn parse_rfc3339(s: &[u8]) -> Result<i64, TsError> {
             }
             pos += 6;
             let m = (oh * 60 + om) as i64;
-            if sign == b'-' { -m } else { m }
+            if sign == b'-' {
+                -m
+            } else {
+                m
+            }
         }
         _ => return Err(Format),
     };
@@ -198,8 +206,14 @@ mod tests {
         // Offset crossing into Feb 29 and out of it.
         assert_eq!(p("2024-03-01T00:30:00+01:00"), p("2024-02-29T23:30:00Z"));
         assert_eq!(p("2024-02-29T23:30:00-01:00"), p("2024-03-01T00:30:00Z"));
-        assert_eq!(p("2024-03-01T00:00:00Z").unwrap() - p("2024-02-28T00:00:00Z").unwrap(), 2 * 86_400_000);
-        assert_eq!(p("2023-03-01T00:00:00Z").unwrap() - p("2023-02-28T00:00:00Z").unwrap(), 86_400_000);
+        assert_eq!(
+            p("2024-03-01T00:00:00Z").unwrap() - p("2024-02-28T00:00:00Z").unwrap(),
+            2 * 86_400_000
+        );
+        assert_eq!(
+            p("2023-03-01T00:00:00Z").unwrap() - p("2023-02-28T00:00:00Z").unwrap(),
+            86_400_000
+        );
     }
 
     #[test]

@@ -8,16 +8,27 @@ use common::*;
 use etl_decode::{DecodeOptions, Decoder, RejectReason};
 
 fn str_col<'a>(b: &'a RecordBatch, name: &str) -> Vec<Option<&'a str>> {
-    b.column_by_name(name).unwrap().as_string::<i32>().iter().collect()
+    b.column_by_name(name)
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .collect()
 }
 
 fn ts_col(b: &RecordBatch, name: &str) -> Vec<Option<i64>> {
-    b.column_by_name(name).unwrap().as_primitive::<TimestampMillisecondType>().iter().collect()
+    b.column_by_name(name)
+        .unwrap()
+        .as_primitive::<TimestampMillisecondType>()
+        .iter()
+        .collect()
 }
 
 #[test]
 fn app_event_decodes_to_exact_values() {
-    let rec = APP_OK.replace("}}", "},\"experiment\":\"blue\",\"ab\":[1, {\"x\":null}],\"k\\u00e9y\":\"v\"}");
+    let rec = APP_OK.replace(
+        "}}",
+        "},\"experiment\":\"blue\",\"ab\":[1, {\"x\":null}],\"k\\u00e9y\":\"v\"}",
+    );
     let out = decode("app_events", &[&rec]);
     assert!(out.rejects.is_empty(), "{:?}", out.rejects);
     assert_eq!(out.rows, [0]);
@@ -33,10 +44,18 @@ fn app_event_decodes_to_exact_values() {
     assert_eq!(str_col(b, "app_version"), [Some("5.2.1")]);
     assert_eq!(str_col(b, "country"), [Some("US")]);
     // json fields keep the raw text, whitespace and escapes included.
-    assert_eq!(str_col(b, "properties"), [Some(r#"{"chars": 42, "thread":"t-1","emoji":"\ud83d\ude00"}"#)]);
+    assert_eq!(
+        str_col(b, "properties"),
+        [Some(
+            r#"{"chars": 42, "thread":"t-1","emoji":"\ud83d\ude00"}"#
+        )]
+    );
     // Unknown keys, in input order, keys and values raw.
     let extras = str_col(b, "extras")[0].unwrap();
-    assert_eq!(extras, r#"{"experiment":"blue","ab":[1, {"x":null}],"k\u00e9y":"v"}"#);
+    assert_eq!(
+        extras,
+        r#"{"experiment":"blue","ab":[1, {"x":null}],"k\u00e9y":"v"}"#
+    );
     let parsed: serde_json::Value = serde_json::from_str(extras).unwrap();
     assert_eq!(parsed["kéy"], "v");
 }
@@ -57,13 +76,31 @@ fn call_event_decodes_to_exact_values() {
     assert_eq!(str_col(b, "channel"), [Some("voice")]);
     assert_eq!(str_col(b, "region"), [Some("us-east-1")]);
     assert_eq!(str_col(b, "codec"), [Some("opus")]);
-    let d: Vec<_> = b.column_by_name("duration_ms").unwrap().as_primitive::<Int64Type>().iter().collect();
+    let d: Vec<_> = b
+        .column_by_name("duration_ms")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .iter()
+        .collect();
     assert_eq!(d, [Some(61234)]);
     assert_eq!(str_col(b, "hangup_cause"), [Some("normal_clearing")]);
     let q = b.column_by_name("quality").unwrap().as_struct();
     assert!(q.is_valid(0));
-    let child = |n: &str| q.column_by_name(n).unwrap().as_primitive::<Float64Type>().value(0);
-    assert_eq!((child("mos"), child("jitter_ms"), child("packet_loss_pct"), child("rtt_ms")), (4.2, 3.0, 0.1, 45.5));
+    let child = |n: &str| {
+        q.column_by_name(n)
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .value(0)
+    };
+    assert_eq!(
+        (
+            child("mos"),
+            child("jitter_ms"),
+            child("packet_loss_pct"),
+            child("rtt_ms")
+        ),
+        (4.2, 3.0, 0.1, 45.5)
+    );
     assert_eq!(str_col(b, "extras"), [None]);
 }
 
@@ -75,12 +112,28 @@ fn optional_fields_absent_null_and_partial_structs() {
     let out = decode("call_events", &[bare, &partial, &empty]);
     assert!(out.rejects.is_empty(), "{:?}", out.rejects);
     let b = &out.batch;
-    assert_eq!(str_col(b, "region"), [None, Some("us-east-1"), Some("us-east-1")]);
+    assert_eq!(
+        str_col(b, "region"),
+        [None, Some("us-east-1"), Some("us-east-1")]
+    );
     assert_eq!(str_col(b, "codec"), [None, Some("opus"), Some("opus")]);
     let q: &StructArray = b.column_by_name("quality").unwrap().as_struct();
-    assert_eq!((q.is_null(0), q.is_valid(1), q.is_valid(2)), (true, true, true));
-    let mos: Vec<_> = q.column_by_name("mos").unwrap().as_primitive::<Float64Type>().iter().collect();
-    let rtt: Vec<_> = q.column_by_name("rtt_ms").unwrap().as_primitive::<Float64Type>().iter().collect();
+    assert_eq!(
+        (q.is_null(0), q.is_valid(1), q.is_valid(2)),
+        (true, true, true)
+    );
+    let mos: Vec<_> = q
+        .column_by_name("mos")
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .iter()
+        .collect();
+    let rtt: Vec<_> = q
+        .column_by_name("rtt_ms")
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .iter()
+        .collect();
     assert_eq!(mos[1..], [None, None]);
     assert_eq!(rtt[1..], [Some(-1.0), None]);
 }
@@ -99,8 +152,13 @@ fn every_timestamp_form_becomes_utc_millis() {
         ("1793491201000", 1_793_491_201_000),
         ("0", 0),
     ];
-    let recs: Vec<String> = cases.iter().map(|(v, _)| with(CALL_OK, "occurred_at", Some(v))).collect();
-    let out = decoder("call_events").decode(recs.iter().map(|r| r.as_bytes())).unwrap();
+    let recs: Vec<String> = cases
+        .iter()
+        .map(|(v, _)| with(CALL_OK, "occurred_at", Some(v)))
+        .collect();
+    let out = decoder("call_events")
+        .decode(recs.iter().map(|r| r.as_bytes()))
+        .unwrap();
     assert!(out.rejects.is_empty(), "{:?}", out.rejects);
     let expected: Vec<Option<i64>> = cases.iter().map(|(_, ms)| Some(*ms)).collect();
     assert_eq!(ts_col(&out.batch, "occurred_at"), expected);
@@ -141,8 +199,12 @@ fn mixed_batch_keeps_row_to_input_mapping() {
     let out = decoder("call_events").decode(records).unwrap();
     assert_eq!(out.rows, [1, 4, 6]);
     assert_eq!(out.batch.num_rows(), 3);
-    assert_eq!(str_col(&out.batch, "event_id"), [Some("c-1"), Some("c-2"), Some("c-3")]);
-    let rejects: Vec<(u32, RejectReason)> = out.rejects.iter().map(|r| (r.index, r.reason)).collect();
+    assert_eq!(
+        str_col(&out.batch, "event_id"),
+        [Some("c-1"), Some("c-2"), Some("c-3")]
+    );
+    let rejects: Vec<(u32, RejectReason)> =
+        out.rejects.iter().map(|r| (r.index, r.reason)).collect();
     assert_eq!(
         rejects,
         [
@@ -157,7 +219,9 @@ fn mixed_batch_keeps_row_to_input_mapping() {
 #[test]
 fn decoder_reuses_buffers_without_leaking_rows_between_calls() {
     let mut d = decoder("call_events");
-    let many: Vec<String> = (0..3000).map(|i| with(CALL_OK, "event_id", Some(&format!("\"e{i}\"")))).collect();
+    let many: Vec<String> = (0..3000)
+        .map(|i| with(CALL_OK, "event_id", Some(&format!("\"e{i}\""))))
+        .collect();
     let first = d.decode(many.iter().map(|r| r.as_bytes())).unwrap();
     assert_eq!(first.batch.num_rows(), 3000);
     let rejected_only = d.decode([b"{".as_slice()]).unwrap();
@@ -179,12 +243,23 @@ fn whitespace_and_key_order_do_not_matter() {
     assert!(out.rejects.is_empty(), "{:?}", out.rejects);
     assert_eq!(str_col(&out.batch, "event_id"), [Some("y")]);
     let q = out.batch.column_by_name("quality").unwrap().as_struct();
-    assert_eq!(q.column_by_name("mos").unwrap().as_primitive::<Float64Type>().value(0), 2.5);
+    assert_eq!(
+        q.column_by_name("mos")
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .value(0),
+        2.5
+    );
 }
 
 #[test]
 fn max_record_bytes_is_configurable() {
-    let mut d = Decoder::new(schema("call_events"), DecodeOptions { max_record_bytes: 100 });
+    let mut d = Decoder::new(
+        schema("call_events"),
+        DecodeOptions {
+            max_record_bytes: 100,
+        },
+    );
     let out = d.decode([CALL_OK.as_bytes()]).unwrap();
     assert_eq!(out.rejects[0].reason, RejectReason::TooLarge);
     assert_eq!(DecodeOptions::default().max_record_bytes, 1 << 20);

@@ -22,13 +22,18 @@ impl Rng {
     }
 }
 
-const INTERESTING: &[u8] = b"{}[]\",:\\u0123456789eE+-.tfn \t\r\n\x00\x1f\x7f\xc3\xa9\xed\xa0\x80\xff";
+const INTERESTING: &[u8] =
+    b"{}[]\",:\\u0123456789eE+-.tfn \t\r\n\x00\x1f\x7f\xc3\xa9\xed\xa0\x80\xff";
 
 fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
     let mut v = base.to_vec();
     for _ in 0..1 + rng.below(4) {
         let at = rng.below(v.len() + 1);
-        let byte = if rng.below(2) == 0 { INTERESTING[rng.below(INTERESTING.len())] } else { rng.next() as u8 };
+        let byte = if rng.below(2) == 0 {
+            INTERESTING[rng.below(INTERESTING.len())]
+        } else {
+            rng.next() as u8
+        };
         match rng.below(5) {
             0 if at < v.len() => v[at] = byte,
             1 => v.insert(at, byte),
@@ -53,7 +58,9 @@ fn run(stream: &str, base: &str, seed: u64, n: usize) {
     let mut rng = Rng(seed);
     let records: Vec<Vec<u8>> = (0..n).map(|_| mutate(&mut rng, base.as_bytes())).collect();
     let mut d = decoder(stream);
-    let out = d.decode(records.iter().map(Vec::as_slice)).expect("no internal error");
+    let out = d
+        .decode(records.iter().map(Vec::as_slice))
+        .expect("no internal error");
     assert_eq!(out.rows.len() + out.rejects.len(), n);
     assert_eq!(out.batch.num_rows(), out.rows.len());
     assert_eq!(out.batch.schema(), schema(stream).decoded_arrow_schema());
@@ -62,7 +69,11 @@ fn run(stream: &str, base: &str, seed: u64, n: usize) {
         accepted[r as usize] = true;
     }
     for r in &out.rejects {
-        assert!(!accepted[r.index as usize], "index {} both accepted and rejected", r.index);
+        assert!(
+            !accepted[r.index as usize],
+            "index {} both accepted and rejected",
+            r.index
+        );
         assert!(!r.message.is_empty());
     }
     for (i, rec) in records.iter().enumerate() {
@@ -74,19 +85,34 @@ fn run(stream: &str, base: &str, seed: u64, n: usize) {
                     && serde_json::from_slice::<serde::de::IgnoredAny>(rec).is_ok()
             }
         };
-        let reason = out.rejects.iter().find(|r| r.index as usize == i).map(|r| r.reason);
+        let reason = out
+            .rejects
+            .iter()
+            .find(|r| r.index as usize == i)
+            .map(|r| r.reason);
         match reason {
             Some(RejectReason::InvalidJson | RejectReason::InvalidUtf8) => {
-                assert!(!serde_ok, "we call valid JSON invalid: {:?}", String::from_utf8_lossy(rec))
+                assert!(
+                    !serde_ok,
+                    "we call valid JSON invalid: {:?}",
+                    String::from_utf8_lossy(rec)
+                )
             }
-            _ => assert!(serde_ok, "we accept invalid JSON: {:?} ({reason:?})", String::from_utf8_lossy(rec)),
+            _ => assert!(
+                serde_ok,
+                "we accept invalid JSON: {:?} ({reason:?})",
+                String::from_utf8_lossy(rec)
+            ),
         }
     }
     // Every extras / json text we produced is valid JSON.
     for name in ["extras", "properties"] {
         if let Some(col) = out.batch.column_by_name(name) {
             for text in col.as_string::<i32>().iter().flatten() {
-                assert!(serde_json::from_str::<serde_json::Value>(text).is_ok(), "{name}: {text}");
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(text).is_ok(),
+                    "{name}: {text}"
+                );
             }
         }
     }

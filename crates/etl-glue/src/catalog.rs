@@ -47,7 +47,11 @@ pub struct GlueCatalog {
 impl GlueCatalog {
     /// The catalog of the lake at `lake_location` (`s3://bucket/prefix`) in Glue database
     /// `database`, through `client` (built by `etl_aws::AwsClients::glue`).
-    pub fn new(client: Client, database: impl Into<String>, lake_location: impl Into<String>) -> Self {
+    pub fn new(
+        client: Client,
+        database: impl Into<String>,
+        lake_location: impl Into<String>,
+    ) -> Self {
         GlueCatalog {
             client,
             database: database.into(),
@@ -75,21 +79,40 @@ impl GlueCatalog {
             .get_or_try_init(|| async {
                 match self.client.get_database().name(&self.database).send().await {
                     Ok(_) => return Ok(()),
-                    Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_not_found_exception()) => {}
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_entity_not_found_exception()) => {}
                     Err(e) => return Err(backend(format!("GetDatabase {}", self.database), &e)),
                 }
                 let input = DatabaseInput::builder()
                     .name(&self.database)
-                    .description("Lake tables written by etl (Parquet, partitioned by dt and hour).")
+                    .description(
+                        "Lake tables written by etl (Parquet, partitioned by dt and hour).",
+                    )
                     .build()
-                    .map_err(|e| CatalogError::Backend(format!("building the Glue database input failed: {e}")))?;
-                match self.client.create_database().database_input(input).send().await {
+                    .map_err(|e| {
+                        CatalogError::Backend(format!(
+                            "building the Glue database input failed: {e}"
+                        ))
+                    })?;
+                match self
+                    .client
+                    .create_database()
+                    .database_input(input)
+                    .send()
+                    .await
+                {
                     Ok(_) => {
                         tracing::info!(database = %self.database, "created Glue database");
                         Ok(())
                     }
                     // Another process created it between our two calls.
-                    Err(e) if e.as_service_error().is_some_and(|s| s.is_already_exists_exception()) => Ok(()),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_already_exists_exception()) =>
+                    {
+                        Ok(())
+                    }
                     Err(e) => Err(backend(format!("CreateDatabase {}", self.database), &e)),
                 }
             })
@@ -99,9 +122,21 @@ impl GlueCatalog {
 
     /// The table as Glue stores it; `None` if it does not exist.
     pub async fn table(&self, table: &str) -> Result<Option<Table>, CatalogError> {
-        match self.client.get_table().database_name(&self.database).name(table).send().await {
+        match self
+            .client
+            .get_table()
+            .database_name(&self.database)
+            .name(table)
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.table),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_not_found_exception()) => Ok(None),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_entity_not_found_exception()) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(backend(format!("GetTable {}.{table}", self.database), &e)),
         }
     }
@@ -115,7 +150,9 @@ impl GlueCatalog {
             ))
         })?;
         serde_json::from_str(text).map_err(|e| {
-            CatalogError::Backend(format!("Glue table {name}: parameter `{SCHEMA_PARAMETER}` is not a stream schema: {e}"))
+            CatalogError::Backend(format!(
+                "Glue table {name}: parameter `{SCHEMA_PARAMETER}` is not a stream schema: {e}"
+            ))
         })
     }
 }
@@ -138,7 +175,10 @@ impl Catalog for GlueCatalog {
             return Ok(TableChange::Created);
         };
         let old = self.stored_schema(&existing)?;
-        let added = check_evolution(&old, schema).map_err(|source| CatalogError::Breaking { table: table.to_string(), source })?;
+        let added = check_evolution(&old, schema).map_err(|source| CatalogError::Breaking {
+            table: table.to_string(),
+            source,
+        })?;
         if old == *schema {
             return Ok(TableChange::Unchanged);
         }
@@ -154,7 +194,11 @@ impl Catalog for GlueCatalog {
         Ok(TableChange::Extended(added))
     }
 
-    async fn add_partitions(&self, table: &str, partitions: &[PartitionValues]) -> Result<usize, CatalogError> {
+    async fn add_partitions(
+        &self,
+        table: &str,
+        partitions: &[PartitionValues],
+    ) -> Result<usize, CatalogError> {
         let mut registered = self.registered.lock().await;
         let mut todo: Vec<&PartitionValues> = Vec::new();
         for p in partitions {
@@ -165,13 +209,22 @@ impl Catalog for GlueCatalog {
         if todo.is_empty() {
             return Ok(0);
         }
-        let stored = self.table(table).await?.ok_or_else(|| CatalogError::UnknownTable(table.to_string()))?;
-        let sd = stored
-            .storage_descriptor()
-            .ok_or_else(|| CatalogError::Backend(format!("Glue table {}.{table} has no StorageDescriptor", self.database)))?;
+        let stored = self
+            .table(table)
+            .await?
+            .ok_or_else(|| CatalogError::UnknownTable(table.to_string()))?;
+        let sd = stored.storage_descriptor().ok_or_else(|| {
+            CatalogError::Backend(format!(
+                "Glue table {}.{table} has no StorageDescriptor",
+                self.database
+            ))
+        })?;
         let mut new = 0;
         for chunk in todo.chunks(MAX_PARTITIONS_PER_CALL) {
-            let inputs = chunk.iter().map(|p| partition_input(sd, p)).collect::<Result<Vec<_>, _>>()?;
+            let inputs = chunk
+                .iter()
+                .map(|p| partition_input(sd, p))
+                .collect::<Result<Vec<_>, _>>()?;
             let out = self
                 .client
                 .batch_create_partition()
@@ -180,14 +233,25 @@ impl Catalog for GlueCatalog {
                 .set_partition_input_list(Some(inputs))
                 .send()
                 .await
-                .map_err(|e| backend(format!("BatchCreatePartition {}.{table}", self.database), &e))?;
+                .map_err(|e| {
+                    backend(
+                        format!("BatchCreatePartition {}.{table}", self.database),
+                        &e,
+                    )
+                })?;
             let mut existed = 0;
             for err in out.errors() {
-                let code = err.error_detail().and_then(|d| d.error_code()).unwrap_or("");
+                let code = err
+                    .error_detail()
+                    .and_then(|d| d.error_code())
+                    .unwrap_or("");
                 if code == ALREADY_EXISTS {
                     existed += 1;
                 } else {
-                    let message = err.error_detail().and_then(|d| d.error_message()).unwrap_or("");
+                    let message = err
+                        .error_detail()
+                        .and_then(|d| d.error_message())
+                        .unwrap_or("");
                     return Err(CatalogError::Backend(format!(
                         "BatchCreatePartition {}.{table}: partition {:?} failed: {code}: {message}",
                         self.database,
@@ -207,9 +271,16 @@ impl Catalog for GlueCatalog {
             return Err(CatalogError::UnknownTable(table.to_string()));
         }
         let mut out = Vec::new();
-        let mut pages = self.client.get_partitions().database_name(&self.database).table_name(table).into_paginator().send();
+        let mut pages = self
+            .client
+            .get_partitions()
+            .database_name(&self.database)
+            .table_name(table)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| backend(format!("GetPartitions {}.{table}", self.database), &e))?;
+            let page =
+                page.map_err(|e| backend(format!("GetPartitions {}.{table}", self.database), &e))?;
             for p in page.partitions() {
                 match p.values() {
                     [dt, hour] => out.push(PartitionValues { dt: dt.clone(), hour: hour.clone() }),

@@ -50,12 +50,25 @@ mod tests {
     fn s3_options_follow_the_aws_settings() {
         let mut settings = AwsSettings::local("http://127.0.0.1:5000", "eu-west-1");
         settings.max_attempts = 3;
-        let o = s3_options(&settings, S3Encryption::Kms { key_id: "alias/lake".into() });
+        let o = s3_options(
+            &settings,
+            S3Encryption::Kms {
+                key_id: "alias/lake".into(),
+            },
+        );
         assert_eq!(o.region, "eu-west-1");
         assert_eq!(o.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
         assert!(o.force_path_style);
         assert_eq!(o.max_attempts, 3);
-        assert_eq!(o.credentials.as_ref().map(|c| c.access_key_id.as_str()), Some("testing"));
-        assert_eq!(o.encryption, S3Encryption::Kms { key_id: "alias/lake".into() });
+        assert_eq!(
+            o.credentials.as_ref().map(|c| c.access_key_id.as_str()),
+            Some("testing")
+        );
+        assert_eq!(
+            o.encryption,
+            S3Encryption::Kms {
+                key_id: "alias/lake".into()
+            }
+        );
     }
 }

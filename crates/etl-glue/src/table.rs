@@ -85,8 +85,17 @@ pub fn partition_keys() -> Result<Vec<Column>, CatalogError> {
     PARTITION_KEYS
         .iter()
         .map(|k| {
-            let doc = if *k == "dt" { "Event date (UTC) of occurred_at, YYYY-MM-DD." } else { "Event hour (UTC) of occurred_at, HH." };
-            Column::builder().name(*k).r#type("string").comment(doc).build().map_err(|e| build_err("partition key", e))
+            let doc = if *k == "dt" {
+                "Event date (UTC) of occurred_at, YYYY-MM-DD."
+            } else {
+                "Event hour (UTC) of occurred_at, HH."
+            };
+            Column::builder()
+                .name(*k)
+                .r#type("string")
+                .comment(doc)
+                .build()
+                .map_err(|e| build_err("partition key", e))
         })
         .collect()
 }
@@ -108,15 +117,23 @@ pub fn storage_descriptor(location: &str, columns: Vec<Column>) -> StorageDescri
 }
 
 /// The complete `TableInput` of `schema`'s table in a lake at `lake_location`.
-pub fn table_input(schema: &StreamSchema, lake_location: &str, projection: Option<&Projection>) -> Result<TableInput, CatalogError> {
+pub fn table_input(
+    schema: &StreamSchema,
+    lake_location: &str,
+    projection: Option<&Projection>,
+) -> Result<TableInput, CatalogError> {
     let location = table_location(lake_location, &schema.stream);
     check_location(&location)?;
-    let schema_json = serde_json::to_string(schema).map_err(|e| build_err("schema parameter", e))?;
+    let schema_json =
+        serde_json::to_string(schema).map_err(|e| build_err("schema parameter", e))?;
     let mut parameters: HashMap<String, String> = HashMap::from([
         ("classification".to_string(), "parquet".to_string()),
         ("EXTERNAL".to_string(), "TRUE".to_string()),
         (SCHEMA_PARAMETER.to_string(), schema_json),
-        (SCHEMA_VERSION_PARAMETER.to_string(), schema.version.to_string()),
+        (
+            SCHEMA_VERSION_PARAMETER.to_string(),
+            schema.version.to_string(),
+        ),
     ]);
     if let Some(p) = projection {
         parameters.extend(projection_parameters(p, &location));
@@ -148,7 +165,10 @@ pub fn projection_parameters(p: &Projection, table_location: &str) -> Vec<(Strin
         ("projection.hour.type", "integer".to_string()),
         ("projection.hour.range", "0,23".to_string()),
         ("projection.hour.digits", "2".to_string()),
-        ("storage.location.template", format!("{table_location}dt=${{dt}}/hour=${{hour}}/")),
+        (
+            "storage.location.template",
+            format!("{table_location}dt=${{dt}}/hour=${{hour}}/"),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -157,13 +177,24 @@ pub fn projection_parameters(p: &Projection, table_location: &str) -> Vec<(Strin
 
 /// A partition of a table whose storage descriptor is `table_sd`: the same descriptor (columns,
 /// formats, SerDe) with the partition's own `Location`.
-pub fn partition_input(table_sd: &StorageDescriptor, p: &PartitionValues) -> Result<PartitionInput, CatalogError> {
-    let table_location = table_sd
-        .location()
-        .ok_or_else(|| CatalogError::Backend("the Glue table has no StorageDescriptor.Location".into()))?;
+pub fn partition_input(
+    table_sd: &StorageDescriptor,
+    p: &PartitionValues,
+) -> Result<PartitionInput, CatalogError> {
+    let table_location = table_sd.location().ok_or_else(|| {
+        CatalogError::Backend("the Glue table has no StorageDescriptor.Location".into())
+    })?;
     let mut sd = table_sd.clone();
-    sd.location = Some(format!("{}/{}/", table_location.trim_end_matches('/'), p.path()));
-    Ok(PartitionInput::builder().values(&p.dt).values(&p.hour).storage_descriptor(sd).build())
+    sd.location = Some(format!(
+        "{}/{}/",
+        table_location.trim_end_matches('/'),
+        p.path()
+    ));
+    Ok(PartitionInput::builder()
+        .values(&p.dt)
+        .values(&p.hour)
+        .storage_descriptor(sd)
+        .build())
 }
 
 #[cfg(test)]
@@ -181,16 +212,29 @@ mod tests {
         assert_eq!(t.name(), s.stream);
         assert_eq!(t.table_type(), Some("EXTERNAL_TABLE"));
         let params = t.parameters().unwrap();
-        assert_eq!(params.get("classification").map(String::as_str), Some("parquet"));
+        assert_eq!(
+            params.get("classification").map(String::as_str),
+            Some("parquet")
+        );
         assert_eq!(params.get("EXTERNAL").map(String::as_str), Some("TRUE"));
         assert!(!params.contains_key("projection.enabled"));
         let stored: StreamSchema = serde_json::from_str(&params[SCHEMA_PARAMETER]).unwrap();
         assert_eq!(stored, s);
         let sd = t.storage_descriptor().unwrap();
-        assert_eq!(sd.location(), Some(format!("s3://bucket/lake/{}/", s.stream).as_str()));
+        assert_eq!(
+            sd.location(),
+            Some(format!("s3://bucket/lake/{}/", s.stream).as_str())
+        );
         assert_eq!(sd.columns().len(), s.lake_columns().len());
-        assert!(sd.columns().iter().all(|c| c.comment().is_some_and(|x| x.chars().count() <= 255)));
-        let keys: Vec<(&str, Option<&str>)> = t.partition_keys().iter().map(|c| (c.name(), c.r#type())).collect();
+        assert!(sd
+            .columns()
+            .iter()
+            .all(|c| c.comment().is_some_and(|x| x.chars().count() <= 255)));
+        let keys: Vec<(&str, Option<&str>)> = t
+            .partition_keys()
+            .iter()
+            .map(|c| (c.name(), c.r#type()))
+            .collect();
         assert_eq!(keys, [("dt", Some("string")), ("hour", Some("string"))]);
     }
 
@@ -198,21 +242,44 @@ mod tests {
     fn local_locations_are_refused_and_projection_is_optional() {
         let err = table_input(&schema(), "/tmp/lake", None).unwrap_err();
         assert!(err.to_string().contains("s3://"), "{err}");
-        let t = table_input(&schema(), "s3://b/p", Some(&Projection { dt_start: "2024-01-01".into() })).unwrap();
+        let t = table_input(
+            &schema(),
+            "s3://b/p",
+            Some(&Projection {
+                dt_start: "2024-01-01".into(),
+            }),
+        )
+        .unwrap();
         let params = t.parameters().unwrap();
-        assert_eq!(params.get("projection.dt.range").map(String::as_str), Some("2024-01-01,NOW"));
+        assert_eq!(
+            params.get("projection.dt.range").map(String::as_str),
+            Some("2024-01-01,NOW")
+        );
         let template = &params["storage.location.template"];
-        assert!(template.ends_with("/dt=${dt}/hour=${hour}/") && template.starts_with("s3://b/p/"), "{template}");
+        assert!(
+            template.ends_with("/dt=${dt}/hour=${hour}/") && template.starts_with("s3://b/p/"),
+            "{template}"
+        );
     }
 
     #[test]
     fn partition_copies_the_table_descriptor_with_its_own_location() {
         let t = table_input(&schema(), "s3://b/p", None).unwrap();
         let sd = t.storage_descriptor().unwrap();
-        let p = partition_input(sd, &PartitionValues { dt: "2024-05-01".into(), hour: "07".into() }).unwrap();
+        let p = partition_input(
+            sd,
+            &PartitionValues {
+                dt: "2024-05-01".into(),
+                hour: "07".into(),
+            },
+        )
+        .unwrap();
         assert_eq!(p.values(), ["2024-05-01", "07"]);
         let psd = p.storage_descriptor().unwrap();
-        assert_eq!(psd.location(), Some(format!("s3://b/p/{}/dt=2024-05-01/hour=07/", t.name()).as_str()));
+        assert_eq!(
+            psd.location(),
+            Some(format!("s3://b/p/{}/dt=2024-05-01/hour=07/", t.name()).as_str())
+        );
         assert_eq!(psd.columns(), sd.columns());
         assert_eq!(psd.serde_info(), sd.serde_info());
         assert_eq!(psd.input_format(), Some(INPUT_FORMAT));

@@ -59,7 +59,9 @@ pub fn deaggregate(data: &[u8], partition_key: Option<&str>) -> Vec<UserRecord> 
             .map(|(i, r)| UserRecord {
                 data: gunzip_if_gzip(&r.data).unwrap_or(r.data),
                 partition_key: agg.partition_keys.get(r.partition_key_index).cloned(),
-                explicit_hash_key: r.explicit_hash_key_index.and_then(|i| agg.explicit_hash_keys.get(i).cloned()),
+                explicit_hash_key: r
+                    .explicit_hash_key_index
+                    .and_then(|i| agg.explicit_hash_keys.get(i).cloned()),
                 sub_sequence: i as u64,
                 aggregated: true,
             })
@@ -90,7 +92,10 @@ pub fn gunzip_if_gzip(data: &[u8]) -> Option<Vec<u8>> {
     match reader.read_to_end(&mut out) {
         Ok(n) if (n as u64) <= MAX_DECOMPRESSED_BYTES => Some(out),
         Ok(_) => {
-            tracing::warn!(bytes = data.len(), "gzip record decompresses beyond the limit; passed through compressed");
+            tracing::warn!(
+                bytes = data.len(),
+                "gzip record decompresses beyond the limit; passed through compressed"
+            );
             None
         }
         Err(e) => {
@@ -121,23 +126,30 @@ fn decode_aggregate(data: &[u8]) -> Option<Aggregate> {
     if Md5::digest(message).as_slice() != digest {
         return None;
     }
-    let mut agg = Aggregate { partition_keys: Vec::new(), explicit_hash_keys: Vec::new(), records: Vec::new() };
+    let mut agg = Aggregate {
+        partition_keys: Vec::new(),
+        explicit_hash_keys: Vec::new(),
+        records: Vec::new(),
+    };
     let mut r = Reader(message);
     while !r.0.is_empty() {
         let (field, wire) = r.key()?;
         match (field, wire) {
-            (1, 2) => agg.partition_keys.push(String::from_utf8(r.bytes()?.to_vec()).ok()?),
-            (2, 2) => agg.explicit_hash_keys.push(String::from_utf8(r.bytes()?.to_vec()).ok()?),
+            (1, 2) => agg
+                .partition_keys
+                .push(String::from_utf8(r.bytes()?.to_vec()).ok()?),
+            (2, 2) => agg
+                .explicit_hash_keys
+                .push(String::from_utf8(r.bytes()?.to_vec()).ok()?),
             (3, 2) => agg.records.push(decode_record(r.bytes()?)?),
             _ => r.skip(wire)?,
         }
     }
     let pk_len = agg.partition_keys.len();
     let ehk_len = agg.explicit_hash_keys.len();
-    let indexes_ok = agg
-        .records
-        .iter()
-        .all(|c| c.partition_key_index < pk_len && c.explicit_hash_key_index.is_none_or(|i| i < ehk_len));
+    let indexes_ok = agg.records.iter().all(|c| {
+        c.partition_key_index < pk_len && c.explicit_hash_key_index.is_none_or(|i| i < ehk_len)
+    });
     indexes_ok.then_some(agg)
 }
 
@@ -153,7 +165,11 @@ fn decode_record(bytes: &[u8]) -> Option<ChildRecord> {
             (_, wire) => r.skip(wire)?,
         }
     }
-    Some(ChildRecord { partition_key_index: pk?, explicit_hash_key_index: ehk, data: data? })
+    Some(ChildRecord {
+        partition_key_index: pk?,
+        explicit_hash_key_index: ehk,
+        data: data?,
+    })
 }
 
 /// Checks a `Tag` (required `key`); tags are not used.
@@ -248,7 +264,10 @@ impl Aggregator {
     /// An aggregator whose outputs (magic + protobuf + digest + first partition key) stay within
     /// `max_bytes` (Kinesis allows 1 MiB per record by default, partition key included).
     pub fn new(max_bytes: usize) -> Self {
-        Aggregator { max_bytes, ..Default::default() }
+        Aggregator {
+            max_bytes,
+            ..Default::default()
+        }
     }
 
     /// Number of user records in the current aggregate.
@@ -277,7 +296,11 @@ impl Aggregator {
         put_varint(&mut record, 1 << 3);
         put_varint(&mut record, index as u64);
         put_bytes(&mut record, 3, data);
-        let key_cost = if new_key { 1 + varint_len(partition_key.len() as u64) + partition_key.len() } else { 0 };
+        let key_cost = if new_key {
+            1 + varint_len(partition_key.len() as u64) + partition_key.len()
+        } else {
+            0
+        };
         let added = key_cost + 1 + varint_len(record.len() as u64) + record.len();
         let first_key = self.keys.first().map_or(partition_key.len(), String::len);
         let total = KPL_MAGIC.len() + self.message.len() + added + DIGEST_LEN + first_key;

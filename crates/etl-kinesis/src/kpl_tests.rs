@@ -17,9 +17,18 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn round_trip_keeps_order_keys_and_sub_sequences() {
-    let input: Vec<(String, Vec<u8>)> =
-        (0..100).map(|i| (format!("pk-{}", i % 7), format!("{{\"n\":{i}}}").into_bytes())).collect();
-    let refs: Vec<(&str, &[u8])> = input.iter().map(|(k, d)| (k.as_str(), d.as_slice())).collect();
+    let input: Vec<(String, Vec<u8>)> = (0..100)
+        .map(|i| {
+            (
+                format!("pk-{}", i % 7),
+                format!("{{\"n\":{i}}}").into_bytes(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = input
+        .iter()
+        .map(|(k, d)| (k.as_str(), d.as_slice()))
+        .collect();
     let bytes = aggregate(&refs);
     assert!(bytes.starts_with(&KPL_MAGIC));
     assert!(is_valid_aggregate(&bytes));
@@ -39,7 +48,13 @@ fn plain_record_passes_through_with_its_key() {
     let out = deaggregate(b"{\"a\":1}", Some("k"));
     assert_eq!(
         out,
-        vec![UserRecord { data: b"{\"a\":1}".to_vec(), partition_key: Some("k".into()), explicit_hash_key: None, sub_sequence: 0, aggregated: false }]
+        vec![UserRecord {
+            data: b"{\"a\":1}".to_vec(),
+            partition_key: Some("k".into()),
+            explicit_hash_key: None,
+            sub_sequence: 0,
+            aggregated: false
+        }]
     );
 }
 
@@ -85,7 +100,16 @@ fn missing_required_field_and_bad_index_pass_through() {
     let good = wrap(&[0x0a, 1, b'k', 0x1a, 5, 0x08, 0x00, 0x1a, 1, b'x']);
     assert_eq!(deaggregate(&good, None)[0].data, b"x");
     for bytes in [no_data, bad_index] {
-        assert_eq!(deaggregate(&bytes, None), vec![UserRecord { data: bytes.clone(), partition_key: None, explicit_hash_key: None, sub_sequence: 0, aggregated: false }]);
+        assert_eq!(
+            deaggregate(&bytes, None),
+            vec![UserRecord {
+                data: bytes.clone(),
+                partition_key: None,
+                explicit_hash_key: None,
+                sub_sequence: 0,
+                aggregated: false
+            }]
+        );
     }
 }
 
@@ -103,7 +127,10 @@ fn gzip_records_are_decompressed_outer_and_inner() {
     assert_eq!(plain[0].data, b"{\"z\":1}");
     let inner = aggregate(&[("a", gzip(b"{\"x\":1}")), ("a", b"{\"y\":2}".to_vec())]);
     let out = deaggregate(&inner, None);
-    assert_eq!(out.iter().map(|r| r.data.as_slice()).collect::<Vec<_>>(), vec![&b"{\"x\":1}"[..], b"{\"y\":2}"]);
+    assert_eq!(
+        out.iter().map(|r| r.data.as_slice()).collect::<Vec<_>>(),
+        vec![&b"{\"x\":1}"[..], b"{\"y\":2}"]
+    );
     let outer = deaggregate(&gzip(&inner), None);
     assert_eq!(outer.len(), 2);
     assert!(outer[1].aggregated);
@@ -131,7 +158,9 @@ fn aggregator_respects_max_bytes() {
 #[test]
 fn unknown_fields_and_tags_are_skipped() {
     // pk table "k", a record with a tag {key:"t"} and an unknown fixed32 field 9, data "d".
-    let record = [0x08, 0x00, 0x22, 3, 0x0a, 1, b't', 0x4d, 1, 2, 3, 4, 0x1a, 1, b'd'];
+    let record = [
+        0x08, 0x00, 0x22, 3, 0x0a, 1, b't', 0x4d, 1, 2, 3, 4, 0x1a, 1, b'd',
+    ];
     let mut message = vec![0x0a, 1, b'k', 0x1a, record.len() as u8];
     message.extend_from_slice(&record);
     let mut bytes = KPL_MAGIC.to_vec();

@@ -34,7 +34,9 @@ pub mod reader;
 pub mod shards;
 pub mod source;
 
-pub use positions::{LakePositionStore, PositionStore, RecordPosition, SequenceNumber, ShardPosition};
+pub use positions::{
+    LakePositionStore, PositionStore, RecordPosition, SequenceNumber, ShardPosition,
+};
 pub use producer::{produce, ProduceOptions, ProduceSummary};
 pub use reader::{ReaderOptions, StartPosition};
 pub use source::{open_source, KinesisSource, PositionCommitter, SourceOptions, StopHandle};
@@ -47,7 +49,11 @@ pub enum KinesisError {
     StreamNotFound(String),
     /// An AWS call failed after the SDK's retries.
     #[error("Kinesis {operation} on {stream} failed: {message}")]
-    Call { operation: &'static str, stream: String, message: String },
+    Call {
+        operation: &'static str,
+        stream: String,
+        message: String,
+    },
     /// Kinesis answered something this code cannot use.
     #[error("unexpected Kinesis response: {0}")]
     Protocol(String),
@@ -66,7 +72,15 @@ pub enum KinesisError {
 }
 
 impl KinesisError {
-    pub(crate) fn call(operation: &'static str, stream: &str, err: &(dyn std::error::Error + 'static)) -> Self {
-        KinesisError::Call { operation, stream: stream.to_string(), message: etl_aws::describe_error(err) }
+    pub(crate) fn call(
+        operation: &'static str,
+        stream: &str,
+        err: &(dyn std::error::Error + 'static),
+    ) -> Self {
+        KinesisError::Call {
+            operation,
+            stream: stream.to_string(),
+            message: etl_aws::describe_error(err),
+        }
     }
 }

@@ -63,7 +63,8 @@ pub struct RecordPosition {
 
 impl Ord for RecordPosition {
     fn cmp(&self, other: &Self) -> Ordering {
-        (&self.sequence_number, self.sub_sequence).cmp(&(&other.sequence_number, other.sub_sequence))
+        (&self.sequence_number, self.sub_sequence)
+            .cmp(&(&other.sequence_number, other.sub_sequence))
     }
 }
 
@@ -118,9 +119,15 @@ impl PositionStore for LakePositionStore {
     async fn load(&self, stream: &str) -> Result<HashMap<String, ShardPosition>, KinesisError> {
         let mut out = HashMap::new();
         for path in self.lake.list(&Self::prefix(stream)).await? {
-            let Some(bytes) = self.lake.get(&path).await? else { continue };
-            let position: ShardPosition = serde_json::from_slice(&bytes)
-                .map_err(|e| KinesisError::Positions(format!("{} is not a shard position: {e}", self.lake.display(&path))))?;
+            let Some(bytes) = self.lake.get(&path).await? else {
+                continue;
+            };
+            let position: ShardPosition = serde_json::from_slice(&bytes).map_err(|e| {
+                KinesisError::Positions(format!(
+                    "{} is not a shard position: {e}",
+                    self.lake.display(&path)
+                ))
+            })?;
             out.insert(position.shard_id.clone(), position);
         }
         Ok(out)
@@ -129,7 +136,8 @@ impl PositionStore for LakePositionStore {
     async fn commit(&self, stream: &str, positions: &[ShardPosition]) -> Result<(), KinesisError> {
         for p in positions {
             let path = format!("{}/{}.json", Self::prefix(stream), p.shard_id);
-            let bytes = serde_json::to_vec_pretty(p).map_err(|e| KinesisError::Positions(e.to_string()))?;
+            let bytes =
+                serde_json::to_vec_pretty(p).map_err(|e| KinesisError::Positions(e.to_string()))?;
             self.lake.put(&path, bytes.into()).await?;
         }
         Ok(())
@@ -141,7 +149,10 @@ mod tests {
     use super::*;
 
     fn pos(seq: &str, sub: u64) -> RecordPosition {
-        RecordPosition { sequence_number: SequenceNumber::parse(seq).expect("number"), sub_sequence: sub }
+        RecordPosition {
+            sequence_number: SequenceNumber::parse(seq).expect("number"),
+            sub_sequence: sub,
+        }
     }
 
     #[test]
@@ -162,10 +173,21 @@ mod tests {
         let lake = Lake::open(&dir.path().to_string_lossy())?;
         let store = LakePositionStore::new(lake);
         assert!(store.load("s").await?.is_empty());
-        let a = ShardPosition { shard_id: "shardId-000000000000".into(), last: Some(pos("123", 4)), finished: false };
-        let b = ShardPosition { shard_id: "shardId-000000000001".into(), last: None, finished: true };
+        let a = ShardPosition {
+            shard_id: "shardId-000000000000".into(),
+            last: Some(pos("123", 4)),
+            finished: false,
+        };
+        let b = ShardPosition {
+            shard_id: "shardId-000000000001".into(),
+            last: None,
+            finished: true,
+        };
         store.commit("s", &[a.clone(), b.clone()]).await?;
-        let a2 = ShardPosition { last: Some(pos("456", 0)), ..a };
+        let a2 = ShardPosition {
+            last: Some(pos("456", 0)),
+            ..a
+        };
         store.commit("s", std::slice::from_ref(&a2)).await?;
         let loaded = store.load("s").await?;
         assert_eq!(loaded.len(), 2);

@@ -62,10 +62,16 @@ struct Target {
 }
 
 /// Generates `config.events` events and puts them onto the target streams.
-pub async fn produce(client: &Client, config: GeneratorConfig, options: &ProduceOptions) -> Result<ProduceSummary, KinesisError> {
+pub async fn produce(
+    client: &Client,
+    config: GeneratorConfig,
+    options: &ProduceOptions,
+) -> Result<ProduceSummary, KinesisError> {
     if let Some(rate) = options.rate {
         if !(rate > 0.0 && rate.is_finite()) {
-            return Err(KinesisError::Option(format!("rate must be a positive number of events per second, got {rate}")));
+            return Err(KinesisError::Option(format!(
+                "rate must be a positive number of events per second, got {rate}"
+            )));
         }
     }
     let mut generator = Generator::new(config)?;
@@ -73,8 +79,18 @@ pub async fn produce(client: &Client, config: GeneratorConfig, options: &Produce
         .targets
         .iter()
         .map(|(s, name)| {
-            let aggregator = options.aggregate.then(|| Aggregator::new(MAX_AGGREGATE_BYTES));
-            (*s, Target { name: name.clone(), entries: Vec::new(), bytes: 0, aggregator })
+            let aggregator = options
+                .aggregate
+                .then(|| Aggregator::new(MAX_AGGREGATE_BYTES));
+            (
+                *s,
+                Target {
+                    name: name.clone(),
+                    entries: Vec::new(),
+                    bytes: 0,
+                    aggregator,
+                },
+            )
         })
         .collect();
     let started = Instant::now();
@@ -121,7 +137,13 @@ pub async fn produce(client: &Client, config: GeneratorConfig, options: &Produce
 }
 
 /// Adds an entry to `target`'s request, sending the request first if the entry would not fit.
-async fn push(client: &Client, target: &mut Target, key: String, data: Vec<u8>, summary: &mut ProduceSummary) -> Result<(), KinesisError> {
+async fn push(
+    client: &Client,
+    target: &mut Target,
+    key: String,
+    data: Vec<u8>,
+    summary: &mut ProduceSummary,
+) -> Result<(), KinesisError> {
     let size = key.len() + data.len();
     if target.entries.len() >= MAX_ENTRIES || target.bytes + size > MAX_REQUEST_BYTES {
         flush(client, target, summary).await?;
@@ -140,7 +162,11 @@ async fn push(client: &Client, target: &mut Target, key: String, data: Vec<u8>, 
 }
 
 /// Sends the target's entries, re-sending failed ones until none is left.
-async fn flush(client: &Client, target: &mut Target, summary: &mut ProduceSummary) -> Result<(), KinesisError> {
+async fn flush(
+    client: &Client,
+    target: &mut Target,
+    summary: &mut ProduceSummary,
+) -> Result<(), KinesisError> {
     let mut entries = std::mem::take(&mut target.entries);
     target.bytes = 0;
     let mut round = 0;
@@ -153,7 +179,8 @@ async fn flush(client: &Client, target: &mut Target, summary: &mut ProduceSummar
             .await
             .map_err(|e| {
                 use etl_aws::kinesis::error::ProvideErrorMetadata;
-                if e.as_service_error().and_then(|s| s.code()) == Some("ResourceNotFoundException") {
+                if e.as_service_error().and_then(|s| s.code()) == Some("ResourceNotFoundException")
+                {
                     KinesisError::StreamNotFound(target.name.clone())
                 } else {
                     KinesisError::call("PutRecords", &target.name, &e)
@@ -162,27 +189,51 @@ async fn flush(client: &Client, target: &mut Target, summary: &mut ProduceSummar
         summary.calls += 1;
         let results = out.records();
         if results.len() != entries.len() {
-            return Err(KinesisError::Protocol(format!("PutRecords answered {} results for {} entries", results.len(), entries.len())));
+            return Err(KinesisError::Protocol(format!(
+                "PutRecords answered {} results for {} entries",
+                results.len(),
+                entries.len()
+            )));
         }
-        let failed: Vec<PutRecordsRequestEntry> =
-            entries.iter().zip(results).filter(|(_, r)| r.error_code().is_some()).map(|(e, _)| e.clone()).collect();
+        let failed: Vec<PutRecordsRequestEntry> = entries
+            .iter()
+            .zip(results)
+            .filter(|(_, r)| r.error_code().is_some())
+            .map(|(e, _)| e.clone())
+            .collect();
         summary.kinesis_records += (entries.len() - failed.len()) as u64;
         if failed.is_empty() {
             break;
         }
         round += 1;
-        let first_error = results.iter().find_map(|r| r.error_code().map(|c| format!("{c}: {}", r.error_message().unwrap_or(""))));
+        let first_error = results.iter().find_map(|r| {
+            r.error_code()
+                .map(|c| format!("{c}: {}", r.error_message().unwrap_or("")))
+        });
         if round >= MAX_ENTRY_ROUNDS {
             return Err(KinesisError::Call {
                 operation: "PutRecords",
                 stream: target.name.clone(),
-                message: format!("{} entries still failing after {round} rounds; last error {}", failed.len(), first_error.unwrap_or_default()),
+                message: format!(
+                    "{} entries still failing after {round} rounds; last error {}",
+                    failed.len(),
+                    first_error.unwrap_or_default()
+                ),
             });
         }
         summary.retried_entries += failed.len() as u64;
-        let cap = Duration::from_millis(100).saturating_mul(1 << round.min(6)).min(Duration::from_secs(5));
+        let cap = Duration::from_millis(100)
+            .saturating_mul(1 << round.min(6))
+            .min(Duration::from_secs(5));
         let wait = rand::thread_rng().gen_range(Duration::ZERO..=cap);
-        tracing::warn!(stream = target.name, failed = failed.len(), round, ?wait, error = first_error.as_deref().unwrap_or(""), "PutRecords entries failed; sending them again");
+        tracing::warn!(
+            stream = target.name,
+            failed = failed.len(),
+            round,
+            ?wait,
+            error = first_error.as_deref().unwrap_or(""),
+            "PutRecords entries failed; sending them again"
+        );
         tokio::time::sleep(wait).await;
         entries = failed;
     }

@@ -47,7 +47,11 @@ pub struct ReaderOptions {
 
 impl Default for ReaderOptions {
     fn default() -> Self {
-        ReaderOptions { limit: 10_000, min_interval: Duration::from_millis(200), idle_max: Duration::from_secs(1) }
+        ReaderOptions {
+            limit: 10_000,
+            min_interval: Duration::from_millis(200),
+            idle_max: Duration::from_secs(1),
+        }
     }
 }
 
@@ -64,17 +68,31 @@ pub struct ReadRecord {
 #[derive(Debug)]
 pub enum ShardEvent {
     /// Records of one `GetRecords` call, in shard order.
-    Records { shard_id: String, records: Vec<ReadRecord>, millis_behind: Option<i64> },
+    Records {
+        shard_id: String,
+        records: Vec<ReadRecord>,
+        millis_behind: Option<i64>,
+    },
     /// A call returned nothing and the shard is at its tip (`MillisBehindLatest` = 0).
     CaughtUp { shard_id: String },
     /// The shard is closed and was read to its end (`NextShardIterator` null).
     Finished { shard_id: String },
     /// The reader stopped on an error.
-    Failed { shard_id: String, error: KinesisError },
+    Failed {
+        shard_id: String,
+        error: KinesisError,
+    },
 }
 
 /// Reads `shard_id` of `stream` from `start` until the shard ends, an error, or `tx` closes.
-pub async fn read_shard(client: Client, stream: String, shard_id: String, start: StartPosition, options: ReaderOptions, tx: mpsc::Sender<ShardEvent>) {
+pub async fn read_shard(
+    client: Client,
+    stream: String,
+    shard_id: String,
+    start: StartPosition,
+    options: ReaderOptions,
+    tx: mpsc::Sender<ShardEvent>,
+) {
     let result = read_loop(&client, &stream, &shard_id, start, &options, &tx).await;
     if let Err(error) = result {
         tracing::error!(stream, shard_id, %error, "shard reader stopped");
@@ -82,7 +100,14 @@ pub async fn read_shard(client: Client, stream: String, shard_id: String, start:
     }
 }
 
-async fn read_loop(client: &Client, stream: &str, shard_id: &str, start: StartPosition, options: &ReaderOptions, tx: &mpsc::Sender<ShardEvent>) -> Result<(), KinesisError> {
+async fn read_loop(
+    client: &Client,
+    stream: &str,
+    shard_id: &str,
+    start: StartPosition,
+    options: &ReaderOptions,
+    tx: &mpsc::Sender<ShardEvent>,
+) -> Result<(), KinesisError> {
     let skip_through = match &start {
         StartPosition::After(p) => Some(p.clone()),
         _ => None,
@@ -93,12 +118,25 @@ async fn read_loop(client: &Client, stream: &str, shard_id: &str, start: StartPo
     let mut idle = options.min_interval;
     loop {
         tokio::time::sleep_until(next_call).await;
-        let call = client.get_records().shard_iterator(&iterator).limit(options.limit.clamp(1, 10_000)).send().await;
+        let call = client
+            .get_records()
+            .shard_iterator(&iterator)
+            .limit(options.limit.clamp(1, 10_000))
+            .send()
+            .await;
         let out = match call {
             Ok(out) => out,
-            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ExpiredIteratorException") => {
-                tracing::info!(stream, shard_id, "shard iterator expired; taking a new one after the last record read");
-                iterator = get_iterator(client, stream, shard_id, &start, last_read.as_ref()).await?;
+            Err(e)
+                if e.as_service_error().and_then(|s| s.code())
+                    == Some("ExpiredIteratorException") =>
+            {
+                tracing::info!(
+                    stream,
+                    shard_id,
+                    "shard iterator expired; taking a new one after the last record read"
+                );
+                iterator =
+                    get_iterator(client, stream, shard_id, &start, last_read.as_ref()).await?;
                 continue;
             }
             Err(e) => return Err(KinesisError::call("GetRecords", stream, &e)),
@@ -106,22 +144,39 @@ async fn read_loop(client: &Client, stream: &str, shard_id: &str, start: StartPo
         let millis_behind = out.millis_behind_latest();
         let mut records = Vec::new();
         for r in out.records() {
-            let sequence_number = SequenceNumber::parse(r.sequence_number())
-                .ok_or_else(|| KinesisError::Protocol(format!("shard {shard_id}: sequence number `{}` is not a decimal number", r.sequence_number())))?;
+            let sequence_number = SequenceNumber::parse(r.sequence_number()).ok_or_else(|| {
+                KinesisError::Protocol(format!(
+                    "shard {shard_id}: sequence number `{}` is not a decimal number",
+                    r.sequence_number()
+                ))
+            })?;
             for user in deaggregate(r.data().as_ref(), r.partition_key()) {
-                let position = RecordPosition { sequence_number: sequence_number.clone(), sub_sequence: user.sub_sequence };
+                let position = RecordPosition {
+                    sequence_number: sequence_number.clone(),
+                    sub_sequence: user.sub_sequence,
+                };
                 if skip_through.as_ref().is_some_and(|s| position <= *s) {
                     continue;
                 }
-                records.push(ReadRecord { position, data: user.data });
+                records.push(ReadRecord {
+                    position,
+                    data: user.data,
+                });
             }
             last_read = Some(sequence_number);
         }
         let got_any = !out.records().is_empty();
         let event = if !records.is_empty() {
-            Some(ShardEvent::Records { shard_id: shard_id.to_string(), records, millis_behind })
-        } else if !got_any && millis_behind.unwrap_or(0) == 0 && out.next_shard_iterator().is_some() {
-            Some(ShardEvent::CaughtUp { shard_id: shard_id.to_string() })
+            Some(ShardEvent::Records {
+                shard_id: shard_id.to_string(),
+                records,
+                millis_behind,
+            })
+        } else if !got_any && millis_behind.unwrap_or(0) == 0 && out.next_shard_iterator().is_some()
+        {
+            Some(ShardEvent::CaughtUp {
+                shard_id: shard_id.to_string(),
+            })
         } else {
             None
         };
@@ -132,24 +187,49 @@ async fn read_loop(client: &Client, stream: &str, shard_id: &str, start: StartPo
         }
         let Some(next) = out.next_shard_iterator() else {
             tracing::info!(stream, shard_id, "shard read to its end");
-            let _ = tx.send(ShardEvent::Finished { shard_id: shard_id.to_string() }).await;
+            let _ = tx
+                .send(ShardEvent::Finished {
+                    shard_id: shard_id.to_string(),
+                })
+                .await;
             return Ok(());
         };
         iterator = next.to_string();
-        idle = if got_any { options.min_interval } else { (idle * 2).min(options.idle_max.max(options.min_interval)) };
+        idle = if got_any {
+            options.min_interval
+        } else {
+            (idle * 2).min(options.idle_max.max(options.min_interval))
+        };
         next_call = Instant::now() + if got_any { options.min_interval } else { idle };
     }
 }
 
-async fn get_iterator(client: &Client, stream: &str, shard_id: &str, start: &StartPosition, after: Option<&SequenceNumber>) -> Result<String, KinesisError> {
-    let request = client.get_shard_iterator().stream_name(stream).shard_id(shard_id);
+async fn get_iterator(
+    client: &Client,
+    stream: &str,
+    shard_id: &str,
+    start: &StartPosition,
+    after: Option<&SequenceNumber>,
+) -> Result<String, KinesisError> {
+    let request = client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard_id);
     let request = match (after, start) {
-        (Some(seq), _) => request.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).starting_sequence_number(seq.as_str()),
-        (None, StartPosition::TrimHorizon) => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        (Some(seq), _) => request
+            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+            .starting_sequence_number(seq.as_str()),
+        (None, StartPosition::TrimHorizon) => {
+            request.shard_iterator_type(ShardIteratorType::TrimHorizon)
+        }
         (None, StartPosition::Latest) => request.shard_iterator_type(ShardIteratorType::Latest),
-        (None, StartPosition::AtTimestamp(ms)) => request.shard_iterator_type(ShardIteratorType::AtTimestamp).timestamp(DateTime::from_millis(*ms)),
+        (None, StartPosition::AtTimestamp(ms)) => request
+            .shard_iterator_type(ShardIteratorType::AtTimestamp)
+            .timestamp(DateTime::from_millis(*ms)),
         // AT, not AFTER: the rest of a partly committed aggregate is in that record.
-        (None, StartPosition::After(p)) => request.shard_iterator_type(ShardIteratorType::AtSequenceNumber).starting_sequence_number(p.sequence_number.as_str()),
+        (None, StartPosition::After(p)) => request
+            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+            .starting_sequence_number(p.sequence_number.as_str()),
     };
     let out = request.send().await.map_err(|e| {
         if e.as_service_error().and_then(|s| s.code()) == Some("ResourceNotFoundException") {
@@ -158,7 +238,9 @@ async fn get_iterator(client: &Client, stream: &str, shard_id: &str, start: &Sta
             KinesisError::call("GetShardIterator", stream, &e)
         }
     })?;
-    out.shard_iterator()
-        .map(str::to_string)
-        .ok_or_else(|| KinesisError::Protocol(format!("GetShardIterator returned no iterator for {stream}/{shard_id}")))
+    out.shard_iterator().map(str::to_string).ok_or_else(|| {
+        KinesisError::Protocol(format!(
+            "GetShardIterator returned no iterator for {stream}/{shard_id}"
+        ))
+    })
 }

@@ -38,8 +38,15 @@ pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>
             let mut parents = Vec::new();
             parents.extend(s.parent_shard_id().map(str::to_string));
             parents.extend(s.adjacent_parent_shard_id().map(str::to_string));
-            let closed = s.sequence_number_range().and_then(|r| r.ending_sequence_number()).is_some();
-            out.push(ShardInfo { shard_id: s.shard_id().to_string(), parents, closed });
+            let closed = s
+                .sequence_number_range()
+                .and_then(|r| r.ending_sequence_number())
+                .is_some();
+            out.push(ShardInfo {
+                shard_id: s.shard_id().to_string(),
+                parents,
+                closed,
+            });
         }
         token = page.next_token().map(str::to_string);
         if token.is_none() {
@@ -51,12 +58,20 @@ pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>
 /// The shards that may be read now, in listing order: not finished, not already being read, and
 /// each parent either finished (read to its end **and** committed) or no longer listed (expired
 /// after the retention period, so there is nothing left to read).
-pub fn readable_shards<'a>(shards: &'a [ShardInfo], finished: &HashSet<String>, reading: &HashSet<String>) -> Vec<&'a ShardInfo> {
+pub fn readable_shards<'a>(
+    shards: &'a [ShardInfo],
+    finished: &HashSet<String>,
+    reading: &HashSet<String>,
+) -> Vec<&'a ShardInfo> {
     let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
     shards
         .iter()
         .filter(|s| !finished.contains(&s.shard_id) && !reading.contains(&s.shard_id))
-        .filter(|s| s.parents.iter().all(|p| finished.contains(p) || !listed.contains(p.as_str())))
+        .filter(|s| {
+            s.parents
+                .iter()
+                .all(|p| finished.contains(p) || !listed.contains(p.as_str()))
+        })
         .collect()
 }
 
@@ -65,7 +80,11 @@ mod tests {
     use super::*;
 
     fn shard(id: &str, parents: &[&str], closed: bool) -> ShardInfo {
-        ShardInfo { shard_id: id.into(), parents: parents.iter().map(|p| p.to_string()).collect(), closed }
+        ShardInfo {
+            shard_id: id.into(),
+            parents: parents.iter().map(|p| p.to_string()).collect(),
+            closed,
+        }
     }
 
     fn ids(v: Vec<&ShardInfo>) -> Vec<&str> {
@@ -75,19 +94,49 @@ mod tests {
     #[test]
     fn children_wait_for_every_parent() {
         // 0 split into 2 and 3; 2 and 1 merged into 4.
-        let shards = vec![shard("0", &[], true), shard("1", &[], true), shard("2", &["0"], true), shard("3", &["0"], false), shard("4", &["2", "1"], false)];
+        let shards = vec![
+            shard("0", &[], true),
+            shard("1", &[], true),
+            shard("2", &["0"], true),
+            shard("3", &["0"], false),
+            shard("4", &["2", "1"], false),
+        ];
         let none = HashSet::new();
         let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
         assert_eq!(ids(readable_shards(&shards, &none, &none)), vec!["0", "1"]);
-        assert_eq!(ids(readable_shards(&shards, &none, &set(&["0", "1"]))), Vec::<&str>::new());
-        assert_eq!(ids(readable_shards(&shards, &set(&["0"]), &set(&["1"]))), vec!["2", "3"]);
-        assert_eq!(ids(readable_shards(&shards, &set(&["0", "2"]), &set(&["1", "3"]))), Vec::<&str>::new(), "merge waits for both parents");
-        assert_eq!(ids(readable_shards(&shards, &set(&["0", "1", "2"]), &set(&["3"]))), vec!["4"]);
+        assert_eq!(
+            ids(readable_shards(&shards, &none, &set(&["0", "1"]))),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            ids(readable_shards(&shards, &set(&["0"]), &set(&["1"]))),
+            vec!["2", "3"]
+        );
+        assert_eq!(
+            ids(readable_shards(
+                &shards,
+                &set(&["0", "2"]),
+                &set(&["1", "3"])
+            )),
+            Vec::<&str>::new(),
+            "merge waits for both parents"
+        );
+        assert_eq!(
+            ids(readable_shards(
+                &shards,
+                &set(&["0", "1", "2"]),
+                &set(&["3"])
+            )),
+            vec!["4"]
+        );
     }
 
     #[test]
     fn expired_parents_do_not_block() {
         let shards = vec![shard("5", &["gone"], false)];
-        assert_eq!(ids(readable_shards(&shards, &HashSet::new(), &HashSet::new())), vec!["5"]);
+        assert_eq!(
+            ids(readable_shards(&shards, &HashSet::new(), &HashSet::new())),
+            vec!["5"]
+        );
     }
 }

@@ -106,25 +106,51 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Lists shards and starts a reader for every shard that may be read now.
     async fn discover(self: &Arc<Self>, initial: bool) -> Result<(), KinesisError> {
         let shards = list_shards(&self.client, &self.stream).await?;
         let mut state = self.lock();
-        let finished: HashSet<String> = state.committed.values().filter(|p| p.finished).map(|p| p.shard_id.clone()).collect();
-        let ready: Vec<_> = readable_shards(&shards, &finished, &state.reading).into_iter().cloned().collect();
+        let finished: HashSet<String> = state
+            .committed
+            .values()
+            .filter(|p| p.finished)
+            .map(|p| p.shard_id.clone())
+            .collect();
+        let ready: Vec<_> = readable_shards(&shards, &finished, &state.reading)
+            .into_iter()
+            .cloned()
+            .collect();
         for shard in &ready {
-            let start = match state.committed.get(&shard.shard_id).and_then(|p| p.last.clone()) {
+            let start = match state
+                .committed
+                .get(&shard.shard_id)
+                .and_then(|p| p.last.clone())
+            {
                 Some(p) => StartPosition::After(p),
                 // A child of shards read in this run starts at its beginning.
                 None if !initial && !shard.parents.is_empty() => StartPosition::TrimHorizon,
                 None => self.options.start.clone(),
             };
-            tracing::info!(stream = self.stream, shard = shard.shard_id, ?start, "reading shard");
+            tracing::info!(
+                stream = self.stream,
+                shard = shard.shard_id,
+                ?start,
+                "reading shard"
+            );
             state.reading.insert(shard.shard_id.clone());
-            let task = tokio::spawn(read_shard(self.client.clone(), self.stream.clone(), shard.shard_id.clone(), start, self.options.reader.clone(), self.tx.clone()));
+            let task = tokio::spawn(read_shard(
+                self.client.clone(),
+                self.stream.clone(),
+                shard.shard_id.clone(),
+                start,
+                self.options.reader.clone(),
+                self.tx.clone(),
+            ));
             state.tasks.push(task);
         }
         state.settled = ready.is_empty();
@@ -152,7 +178,11 @@ impl Shared {
         self.store.commit(&self.stream, &ends).await?;
         let mut state = self.lock();
         for end in ends {
-            tracing::info!(stream = self.stream, shard = end.shard_id, "shard end committed");
+            tracing::info!(
+                stream = self.stream,
+                shard = end.shard_id,
+                "shard end committed"
+            );
             state.finish_ready.remove(&end.shard_id);
             state.settled = false;
             state.committed.insert(end.shard_id.clone(), end);
@@ -184,27 +214,48 @@ pub struct PositionCommitter {
 
 /// Opens `stream`: lists its shards (a missing stream is [`KinesisError::StreamNotFound`]),
 /// loads committed positions from `store`, and starts one reader per readable shard.
-pub async fn open_source(client: Client, stream: &str, store: Arc<dyn PositionStore>, options: SourceOptions) -> Result<(KinesisSource, PositionCommitter, StopHandle), KinesisError> {
+pub async fn open_source(
+    client: Client,
+    stream: &str,
+    store: Arc<dyn PositionStore>,
+    options: SourceOptions,
+) -> Result<(KinesisSource, PositionCommitter, StopHandle), KinesisError> {
     if options.batch_max_ms == 0 {
-        return Err(KinesisError::Option("batch_max_ms must be at least 1".into()));
+        return Err(KinesisError::Option(
+            "batch_max_ms must be at least 1".into(),
+        ));
     }
     let committed = store.load(stream).await?;
     let (tx, rx) = mpsc::channel(16);
-    let state = State { committed, ..Default::default() };
-    let shared = Arc::new(Shared { stream: stream.to_string(), client, store, options, tx, state: Mutex::new(state) });
+    let state = State {
+        committed,
+        ..Default::default()
+    };
+    let shared = Arc::new(Shared {
+        stream: stream.to_string(),
+        client,
+        store,
+        options,
+        tx,
+        state: Mutex::new(state),
+    });
     shared.discover(true).await?;
     let background = {
         let shared = Arc::downgrade(&shared);
         let (interval, every) = {
             let s = shared.upgrade();
-            let d = s.as_ref().map_or(Duration::from_secs(10), |s| s.options.discovery_interval);
+            let d = s
+                .as_ref()
+                .map_or(Duration::from_secs(10), |s| s.options.discovery_interval);
             (d, Duration::from_millis(200))
         };
         tokio::spawn(async move {
             let mut last_discovery = Instant::now();
             loop {
                 tokio::time::sleep(every).await;
-                let Some(shared) = shared.upgrade() else { return };
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
                 if let Err(e) = shared.commit_ends().await {
                     tracing::error!(error = %e, "committing shard ends failed; retrying on the next tick");
                 }
@@ -237,21 +288,28 @@ pub async fn open_source(client: Client, stream: &str, store: Arc<dyn PositionSt
 }
 
 fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl KinesisSource {
     fn handle(&mut self, event: ShardEvent) -> std::io::Result<()> {
         let mut state = self.shared.lock();
         match event {
-            ShardEvent::Records { shard_id, records, millis_behind } => {
+            ShardEvent::Records {
+                shard_id,
+                records,
+                millis_behind,
+            } => {
                 if let Some(ms) = millis_behind {
                     state.lag.insert(shard_id.clone(), ms);
                 }
                 state.caught_up.remove(&shard_id);
                 let shard: Arc<str> = shard_id.into();
                 *self.pending_by_shard.entry(shard.clone()).or_default() += records.len();
-                self.pending.extend(records.into_iter().map(|r| (shard.clone(), r)));
+                self.pending
+                    .extend(records.into_iter().map(|r| (shard.clone(), r)));
             }
             ShardEvent::CaughtUp { shard_id } => {
                 state.lag.insert(shard_id.clone(), 0);
@@ -297,10 +355,19 @@ impl KinesisSource {
         let mut state = self.shared.lock();
         let mut reached: HashMap<Arc<str>, RecordPosition> = HashMap::new();
         for (shard, ordinal, position) in shards {
-            state.last_cut.insert(shard.to_string(), (ordinal, position.clone()));
+            state
+                .last_cut
+                .insert(shard.to_string(), (ordinal, position.clone()));
             reached.insert(shard, position);
         }
-        let positions = reached.into_iter().map(|(s, p)| ShardPosition { shard_id: s.to_string(), last: Some(p), finished: false }).collect();
+        let positions = reached
+            .into_iter()
+            .map(|(s, p)| ShardPosition {
+                shard_id: s.to_string(),
+                last: Some(p),
+                finished: false,
+            })
+            .collect();
         if let Some(&last) = batch.positions.last() {
             state.ledger.insert(last, positions);
         }
@@ -318,13 +385,19 @@ impl RecordSource for KinesisSource {
     fn batch_time_ms(&self) -> i64 {
         self.started_ms
     }
-    fn next_batch(&mut self, max_records: usize, max_bytes: usize) -> std::io::Result<Option<RawBatch>> {
+    fn next_batch(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> std::io::Result<Option<RawBatch>> {
         let mut batch = RawBatch::default();
         let mut shards: Vec<(Arc<str>, u64, RecordPosition)> = Vec::new();
         let mut deadline: Option<Instant> = None;
         loop {
             while batch.len() < max_records && (batch.is_empty() || batch.data.len() < max_bytes) {
-                let Some((shard, record)) = self.pending.pop_front() else { break };
+                let Some((shard, record)) = self.pending.pop_front() else {
+                    break;
+                };
                 if let Some(n) = self.pending_by_shard.get_mut(&shard) {
                     *n = n.saturating_sub(1);
                 }
@@ -334,11 +407,14 @@ impl RecordSource for KinesisSource {
                 batch.positions.push(self.next_ordinal);
                 shards.push((shard, self.next_ordinal, record.position));
                 self.next_ordinal += 1;
-                deadline.get_or_insert_with(|| Instant::now() + Duration::from_millis(self.shared.options.batch_max_ms));
+                deadline.get_or_insert_with(|| {
+                    Instant::now() + Duration::from_millis(self.shared.options.batch_max_ms)
+                });
             }
             let full = batch.len() >= max_records || batch.data.len() >= max_bytes;
             let due = deadline.is_some_and(|d| Instant::now() >= d);
-            let stopping = self.stop.is_stopped() || (self.shared.options.stop_when_caught_up && self.drained());
+            let stopping = self.stop.is_stopped()
+                || (self.shared.options.stop_when_caught_up && self.drained());
             if !batch.is_empty() && (full || due || stopping) {
                 self.cut(&mut batch, shards);
                 return Ok(Some(batch));
@@ -350,8 +426,13 @@ impl RecordSource for KinesisSource {
                 let mut state = self.shared.lock();
                 self.settle_finished(&mut state);
             }
-            let wait = deadline.map_or(Duration::from_millis(100), |d| d.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)));
-            let received = self.runtime.block_on(async { tokio::time::timeout(wait, self.rx.recv()).await });
+            let wait = deadline.map_or(Duration::from_millis(100), |d| {
+                d.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100))
+            });
+            let received = self
+                .runtime
+                .block_on(async { tokio::time::timeout(wait, self.rx.recv()).await });
             match received {
                 Ok(Some(event)) => self.handle(event)?,
                 Ok(None) => return Err(std::io::Error::other("every shard reader is gone")),
@@ -400,7 +481,11 @@ impl CommitSink for PositionCommitter {
             }
             merged.into_values().collect()
         };
-        self.shared.store.commit(&self.shared.stream, &positions).await.map_err(|e| e.to_string())?;
+        self.shared
+            .store
+            .commit(&self.shared.stream, &positions)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut state = self.shared.lock();
         state.committed_ordinal = state.committed_ordinal.max(commit.last_position);
         for p in positions {

@@ -31,7 +31,11 @@ pub enum CatalogError {
     #[error(transparent)]
     Lake(#[from] LakeError),
     #[error("refusing to change table `{table}`: {source}")]
-    Breaking { table: String, #[source] source: etl_schema::evolution::EvolutionError },
+    Breaking {
+        table: String,
+        #[source]
+        source: etl_schema::evolution::EvolutionError,
+    },
     #[error("table `{0}` is not in the catalog; run `etl catalog sync` first")]
     UnknownTable(String),
     #[error("catalog request failed: {0}")]
@@ -44,7 +48,11 @@ pub trait Catalog: Send + Sync {
     /// Creates the stream's table or extends it with appended columns; refuses breaking changes.
     async fn sync_table(&self, schema: &StreamSchema) -> Result<TableChange, CatalogError>;
     /// Registers partitions of `table`; existing ones are fine. Returns how many were new.
-    async fn add_partitions(&self, table: &str, partitions: &[PartitionValues]) -> Result<usize, CatalogError>;
+    async fn add_partitions(
+        &self,
+        table: &str,
+        partitions: &[PartitionValues],
+    ) -> Result<usize, CatalogError>;
     /// Partitions of `table`, sorted.
     async fn partitions(&self, table: &str) -> Result<Vec<PartitionValues>, CatalogError>;
 }
@@ -81,7 +89,10 @@ pub struct FileCatalog {
 impl FileCatalog {
     /// The catalog of `lake`.
     pub fn new(lake: Lake) -> Self {
-        FileCatalog { lake, state: Mutex::new(None) }
+        FileCatalog {
+            lake,
+            state: Mutex::new(None),
+        }
     }
 
     /// A snapshot of one table.
@@ -91,18 +102,25 @@ impl FileCatalog {
         Ok(file.tables.get(table).cloned())
     }
 
-    async fn loaded<'a>(&self, guard: &'a mut Option<CatalogFile>) -> Result<&'a mut CatalogFile, CatalogError> {
+    async fn loaded<'a>(
+        &self,
+        guard: &'a mut Option<CatalogFile>,
+    ) -> Result<&'a mut CatalogFile, CatalogError> {
         if guard.is_none() {
             let file = match self.lake.get(CATALOG_FILE).await? {
-                Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| LakeError::CorruptCatalog {
-                    path: self.lake.display(CATALOG_FILE),
-                    message: e.to_string(),
-                })?,
+                Some(bytes) => {
+                    serde_json::from_slice(&bytes).map_err(|e| LakeError::CorruptCatalog {
+                        path: self.lake.display(CATALOG_FILE),
+                        message: e.to_string(),
+                    })?
+                }
                 None => CatalogFile::default(),
             };
             *guard = Some(file);
         }
-        guard.as_mut().ok_or_else(|| CatalogError::Backend("catalog state vanished".into()))
+        guard
+            .as_mut()
+            .ok_or_else(|| CatalogError::Backend("catalog state vanished".into()))
     }
 
     async fn save(&self, file: &CatalogFile) -> Result<(), CatalogError> {
@@ -118,7 +136,11 @@ impl Catalog for FileCatalog {
         let mut guard = self.state.lock().await;
         let file = self.loaded(&mut guard).await?;
         let table = schema.stream.clone();
-        let columns: Vec<(String, String)> = schema.lake_columns().into_iter().map(|c| (c.name, c.hive_type.to_string())).collect();
+        let columns: Vec<(String, String)> = schema
+            .lake_columns()
+            .into_iter()
+            .map(|c| (c.name, c.hive_type.to_string()))
+            .collect();
         let change = match file.tables.get_mut(&table) {
             None => {
                 file.tables.insert(
@@ -136,7 +158,11 @@ impl Catalog for FileCatalog {
             }
             Some(existing) => {
                 let old = existing.schema.clone();
-                let added = check_evolution(&old, schema).map_err(|source| CatalogError::Breaking { table: table.clone(), source })?;
+                let added =
+                    check_evolution(&old, schema).map_err(|source| CatalogError::Breaking {
+                        table: table.clone(),
+                        source,
+                    })?;
                 if old == *schema {
                     return Ok(TableChange::Unchanged);
                 }
@@ -150,11 +176,21 @@ impl Catalog for FileCatalog {
         Ok(change)
     }
 
-    async fn add_partitions(&self, table: &str, partitions: &[PartitionValues]) -> Result<usize, CatalogError> {
+    async fn add_partitions(
+        &self,
+        table: &str,
+        partitions: &[PartitionValues],
+    ) -> Result<usize, CatalogError> {
         let mut guard = self.state.lock().await;
         let file = self.loaded(&mut guard).await?;
-        let entry = file.tables.get_mut(table).ok_or_else(|| CatalogError::UnknownTable(table.to_string()))?;
-        let new = partitions.iter().filter(|p| entry.partitions.insert((*p).clone())).count();
+        let entry = file
+            .tables
+            .get_mut(table)
+            .ok_or_else(|| CatalogError::UnknownTable(table.to_string()))?;
+        let new = partitions
+            .iter()
+            .filter(|p| entry.partitions.insert((*p).clone()))
+            .count();
         if new > 0 {
             self.save(file).await?;
         }
@@ -164,7 +200,10 @@ impl Catalog for FileCatalog {
     async fn partitions(&self, table: &str) -> Result<Vec<PartitionValues>, CatalogError> {
         let mut guard = self.state.lock().await;
         let file = self.loaded(&mut guard).await?;
-        let entry = file.tables.get(table).ok_or_else(|| CatalogError::UnknownTable(table.to_string()))?;
+        let entry = file
+            .tables
+            .get(table)
+            .ok_or_else(|| CatalogError::UnknownTable(table.to_string()))?;
         Ok(entry.partitions.iter().cloned().collect())
     }
 }

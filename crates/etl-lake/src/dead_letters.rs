@@ -36,19 +36,39 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// A dead letter for `bytes`, choosing `raw` or `raw_base64`.
-    pub fn new(stream: &str, reason: &str, message: String, source: DeadLetterSource, at: String, bytes: &[u8]) -> Self {
+    pub fn new(
+        stream: &str,
+        reason: &str,
+        message: String,
+        source: DeadLetterSource,
+        at: String,
+        bytes: &[u8],
+    ) -> Self {
         let (raw, raw_base64) = match std::str::from_utf8(bytes) {
             Ok(s) => (Some(s.to_string()), None),
-            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(bytes))),
+            Err(_) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            ),
         };
-        DeadLetter { stream: stream.into(), reason: reason.into(), message, source, dead_lettered_at: at, raw, raw_base64 }
+        DeadLetter {
+            stream: stream.into(),
+            reason: reason.into(),
+            message,
+            source,
+            dead_lettered_at: at,
+            raw,
+            raw_base64,
+        }
     }
 
     /// The original bytes.
     pub fn original_bytes(&self) -> Vec<u8> {
         match (&self.raw, &self.raw_base64) {
             (Some(s), _) => s.as_bytes().to_vec(),
-            (None, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b).unwrap_or_default(),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .unwrap_or_default(),
             (None, None) => Vec::new(),
         }
     }

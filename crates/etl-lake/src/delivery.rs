@@ -36,9 +36,20 @@ pub enum FailPoint {
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     #[error("stream {stream} shard {shard}: record {n} was committed by another writer; this writer is fenced and published nothing")]
-    Fenced { stream: String, shard: String, n: u64 },
+    Fenced {
+        stream: String,
+        shard: String,
+        n: u64,
+    },
     #[error("stream {stream} shard {shard}: record {n} lists {path}, but neither the staged nor the published copy exists; replay positions {first}..={last} to rebuild it")]
-    NeedsReplay { stream: String, shard: String, n: u64, path: String, first: String, last: String },
+    NeedsReplay {
+        stream: String,
+        shard: String,
+        n: u64,
+        path: String,
+        first: String,
+        last: String,
+    },
     #[error("commit record {path} is corrupt: {message}")]
     Corrupt { path: String, message: String },
     #[error("stopped at fail point {0:?} (test only)")]
@@ -127,9 +138,31 @@ impl Delivery {
     /// A writer of `stream`/`shard` in `lake`, named `writer` in the records it commits;
     /// partitions go to `catalog` if given.
     /// `writer` must be unique per process (e.g. host, pid and start time).
-    pub fn new(lake: Lake, stream: &str, shard: &str, writer: &str, catalog: Option<Arc<dyn Catalog>>) -> Self {
-        let writer: String = writer.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
-        Delivery { lake, stream: stream.into(), shard: shard.into(), writer, catalog, fail_at: None }
+    pub fn new(
+        lake: Lake,
+        stream: &str,
+        shard: &str,
+        writer: &str,
+        catalog: Option<Arc<dyn Catalog>>,
+    ) -> Self {
+        let writer: String = writer
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Delivery {
+            lake,
+            stream: stream.into(),
+            shard: shard.into(),
+            writer,
+            catalog,
+            fail_at: None,
+        }
     }
 
     /// Stops the next commit at `point` (tests of the crash points).
@@ -148,11 +181,30 @@ impl Delivery {
     /// The highest commit record of the shard, if any.
     pub async fn latest(&self) -> Result<Option<CommitRecord>, DeliveryError> {
         let prefix = format!("_delivery/{}/{}", self.stream, self.shard);
-        let Some(path) = self.lake.list(&prefix).await?.into_iter().filter(|p| p.ends_with(".json")).max() else {
+        let Some(path) = self
+            .lake
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter(|p| p.ends_with(".json"))
+            .max()
+        else {
             return Ok(None);
         };
-        let bytes = self.lake.get(&path).await?.ok_or_else(|| DeliveryError::Corrupt { path: path.clone(), message: "vanished".into() })?;
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| DeliveryError::Corrupt { path, message: e.to_string() })
+        let bytes = self
+            .lake
+            .get(&path)
+            .await?
+            .ok_or_else(|| DeliveryError::Corrupt {
+                path: path.clone(),
+                message: "vanished".into(),
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| DeliveryError::Corrupt {
+                path,
+                message: e.to_string(),
+            })
     }
 
     /// Rolls the highest record `h` forward (publish, partitions), deletes the staging of
@@ -161,28 +213,50 @@ impl Delivery {
     /// deleted when that number is committed.
     pub async fn recover(&self) -> Result<Resume, DeliveryError> {
         let Some(record) = self.latest().await? else {
-            return Ok(Resume { next: 0, after: None });
+            return Ok(Resume {
+                next: 0,
+                after: None,
+            });
         };
         self.publish(&record, false).await?;
         self.register(&record).await?;
         self.clean_staging(record.n).await?;
-        Ok(Resume { next: record.n + 1, after: Some(record.last.clone()) })
+        Ok(Resume {
+            next: record.n + 1,
+            after: Some(record.last.clone()),
+        })
     }
 
     /// Commits one batch covering positions `first..=last` as record `resume.next`; returns the
     /// record and the next resume point.
-    pub async fn commit(&self, resume: &Resume, first: &str, last: &str, files: Vec<BatchFile>) -> Result<(CommitRecord, Resume), DeliveryError> {
+    pub async fn commit(
+        &self,
+        resume: &Resume,
+        first: &str,
+        last: &str,
+        files: Vec<BatchFile>,
+    ) -> Result<(CommitRecord, Resume), DeliveryError> {
         let n = resume.next;
         // The writer is part of the staged names: two writers staging the same `n` never
         // overwrite each other's files, so the winner publishes exactly what it hashed.
-        let staging = format!("{}/{n:020}/{}", staging_prefix(&self.stream, &self.shard), self.writer);
+        let staging = format!(
+            "{}/{n:020}/{}",
+            staging_prefix(&self.stream, &self.shard),
+            self.writer
+        );
         let mut listed = Vec::with_capacity(files.len());
         for (i, f) in files.into_iter().enumerate() {
             let staged = format!("{staging}/{i:04}");
             let sha256 = hex::encode(Sha256::digest(&f.bytes));
             let bytes = f.bytes.len() as u64;
             self.lake.put(&staged, f.bytes).await?;
-            listed.push(RecordFile { staged, path: f.path, partition: f.partition, bytes, sha256 });
+            listed.push(RecordFile {
+                staged,
+                path: f.path,
+                partition: f.partition,
+                bytes,
+                sha256,
+            });
         }
         self.check(FailPoint::AfterStage)?;
 
@@ -201,19 +275,36 @@ impl Delivery {
         let put = self
             .lake
             .store()
-            .put_opts(&ObjectPath::from(path.as_str()), PutPayload::from(body), PutOptions::from(PutMode::Create))
+            .put_opts(
+                &ObjectPath::from(path.as_str()),
+                PutPayload::from(body),
+                PutOptions::from(PutMode::Create),
+            )
             .await;
         match put {
             Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => {
                 // Lost the race: our staged files are garbage; never publish them.
                 for f in &record.files {
                     self.delete(&f.staged).await?;
                 }
                 tracing::warn!(stream = %self.stream, shard = %self.shard, n, writer = %self.writer, "fenced: record already committed");
-                return Err(DeliveryError::Fenced { stream: self.stream.clone(), shard: self.shard.clone(), n });
+                return Err(DeliveryError::Fenced {
+                    stream: self.stream.clone(),
+                    shard: self.shard.clone(),
+                    n,
+                });
             }
-            Err(source) => return Err(LakeError::Write { path: self.lake.display(&path), source }.into()),
+            Err(source) => {
+                return Err(LakeError::Write {
+                    path: self.lake.display(&path),
+                    source,
+                }
+                .into())
+            }
         }
         self.check(FailPoint::AfterRecord)?;
         self.publish(&record, true).await?;
@@ -221,7 +312,10 @@ impl Delivery {
         self.register(&record).await?;
         self.check(FailPoint::AfterCatalog)?;
         self.clean_staging(n).await?;
-        let next = Resume { next: n + 1, after: Some(record.last.clone()) };
+        let next = Resume {
+            next: n + 1,
+            after: Some(record.last.clone()),
+        };
         Ok((record, next))
     }
 
@@ -233,10 +327,19 @@ impl Delivery {
             let published = match store.head(&target).await {
                 Ok(meta) => meta.size == f.bytes,
                 Err(object_store::Error::NotFound { .. }) => false,
-                Err(source) => return Err(LakeError::Read { path: self.lake.display(&f.path), source }.into()),
+                Err(source) => {
+                    return Err(LakeError::Read {
+                        path: self.lake.display(&f.path),
+                        source,
+                    }
+                    .into())
+                }
             };
             if !published {
-                match store.copy(&ObjectPath::from(f.staged.as_str()), &target).await {
+                match store
+                    .copy(&ObjectPath::from(f.staged.as_str()), &target)
+                    .await
+                {
                     Ok(()) => {}
                     Err(object_store::Error::NotFound { .. }) => {
                         return Err(DeliveryError::NeedsReplay {
@@ -248,7 +351,13 @@ impl Delivery {
                             last: record.last.clone(),
                         })
                     }
-                    Err(source) => return Err(LakeError::Write { path: self.lake.display(&f.path), source }.into()),
+                    Err(source) => {
+                        return Err(LakeError::Write {
+                            path: self.lake.display(&f.path),
+                            source,
+                        }
+                        .into())
+                    }
                 }
             }
             if inject && i == 0 {
@@ -259,10 +368,18 @@ impl Delivery {
     }
 
     async fn register(&self, record: &CommitRecord) -> Result<(), DeliveryError> {
-        let Some(catalog) = &self.catalog else { return Ok(()) };
-        let partitions: BTreeSet<PartitionValues> = record.files.iter().filter_map(|f| f.partition.clone()).collect();
+        let Some(catalog) = &self.catalog else {
+            return Ok(());
+        };
+        let partitions: BTreeSet<PartitionValues> = record
+            .files
+            .iter()
+            .filter_map(|f| f.partition.clone())
+            .collect();
         if !partitions.is_empty() {
-            catalog.add_partitions(&record.stream, &partitions.into_iter().collect::<Vec<_>>()).await?;
+            catalog
+                .add_partitions(&record.stream, &partitions.into_iter().collect::<Vec<_>>())
+                .await?;
         }
         Ok(())
     }
@@ -272,7 +389,10 @@ impl Delivery {
     async fn clean_staging(&self, upto: u64) -> Result<(), DeliveryError> {
         let prefix = staging_prefix(&self.stream, &self.shard);
         for path in self.lake.list(&prefix).await? {
-            let n = path.strip_prefix(&prefix).and_then(|rest| rest.trim_start_matches('/').split('/').next()).and_then(|n| n.parse::<u64>().ok());
+            let n = path
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.trim_start_matches('/').split('/').next())
+                .and_then(|n| n.parse::<u64>().ok());
             if n.is_some_and(|n| n <= upto) {
                 self.delete(&path).await?;
             }
@@ -283,7 +403,11 @@ impl Delivery {
     async fn delete(&self, path: &str) -> Result<(), DeliveryError> {
         match self.lake.store().delete(&ObjectPath::from(path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(LakeError::Write { path: self.lake.display(path), source }.into()),
+            Err(source) => Err(LakeError::Write {
+                path: self.lake.display(path),
+                source,
+            }
+            .into()),
         }
     }
 }

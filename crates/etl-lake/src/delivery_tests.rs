@@ -7,7 +7,10 @@ const STREAM: &str = "app_events";
 const SHARD: &str = "shardId-000000000001";
 
 fn p(dt: &str, hour: &str) -> PartitionValues {
-    PartitionValues { dt: dt.into(), hour: hour.into() }
+    PartitionValues {
+        dt: dt.into(),
+        hour: hour.into(),
+    }
 }
 
 /// A batch `first..=last` with two data files (two partitions) and a dead-letter file; names and
@@ -15,9 +18,21 @@ fn p(dt: &str, hour: &str) -> PartitionValues {
 fn batch(first: &str, last: &str) -> Vec<BatchFile> {
     let id = format!("{SHARD}-{first}-{last}");
     vec![
-        BatchFile { path: format!("{STREAM}/dt=2024-05-01/hour=09/{id}-0000.parquet"), partition: Some(p("2024-05-01", "09")), bytes: Bytes::from(format!("rows of {id} at 09")) },
-        BatchFile { path: format!("{STREAM}/dt=2024-05-01/hour=10/{id}-0000.parquet"), partition: Some(p("2024-05-01", "10")), bytes: Bytes::from(format!("rows of {id} at 10")) },
-        BatchFile { path: format!("dead-letters/{STREAM}/dt=2024-05-01/{id}.ndjson"), partition: None, bytes: Bytes::from(format!("dead letters of {id}")) },
+        BatchFile {
+            path: format!("{STREAM}/dt=2024-05-01/hour=09/{id}-0000.parquet"),
+            partition: Some(p("2024-05-01", "09")),
+            bytes: Bytes::from(format!("rows of {id} at 09")),
+        },
+        BatchFile {
+            path: format!("{STREAM}/dt=2024-05-01/hour=10/{id}-0000.parquet"),
+            partition: Some(p("2024-05-01", "10")),
+            bytes: Bytes::from(format!("rows of {id} at 10")),
+        },
+        BatchFile {
+            path: format!("dead-letters/{STREAM}/dt=2024-05-01/{id}.ndjson"),
+            partition: None,
+            bytes: Bytes::from(format!("dead letters of {id}")),
+        },
     ]
 }
 
@@ -25,13 +40,23 @@ async fn setup() -> (tempfile::TempDir, Lake, Arc<FileCatalog>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let lake = Lake::open(dir.path().to_str().expect("utf-8 temp path")).expect("local lake");
     let catalog = Arc::new(FileCatalog::new(lake.clone()));
-    let schema = etl_schema::embedded().expect("schemas").into_iter().find(|s| s.stream == STREAM).expect("app_events");
+    let schema = etl_schema::embedded()
+        .expect("schemas")
+        .into_iter()
+        .find(|s| s.stream == STREAM)
+        .expect("app_events");
     catalog.sync_table(&schema).await.expect("sync");
     (dir, lake, catalog)
 }
 
 fn writer(lake: &Lake, catalog: &Arc<FileCatalog>, name: &str) -> Delivery {
-    Delivery::new(lake.clone(), STREAM, SHARD, name, Some(catalog.clone() as Arc<dyn Catalog>))
+    Delivery::new(
+        lake.clone(),
+        STREAM,
+        SHARD,
+        name,
+        Some(catalog.clone() as Arc<dyn Catalog>),
+    )
 }
 
 /// Every published object (table and dead letters) with its bytes.
@@ -39,7 +64,11 @@ async fn published(lake: &Lake) -> Vec<(String, Bytes)> {
     let mut out = Vec::new();
     for prefix in [STREAM, "dead-letters"] {
         for path in lake.list(prefix).await.expect("list") {
-            let bytes = lake.get(&path).await.expect("get").expect("listed object exists");
+            let bytes = lake
+                .get(&path)
+                .await
+                .expect("get")
+                .expect("listed object exists");
             out.push((path, bytes));
         }
     }
@@ -47,48 +76,105 @@ async fn published(lake: &Lake) -> Vec<(String, Bytes)> {
 }
 
 fn expected(files: &[BatchFile]) -> Vec<(String, Bytes)> {
-    let mut out: Vec<(String, Bytes)> = files.iter().map(|f| (f.path.clone(), f.bytes.clone())).collect();
+    let mut out: Vec<(String, Bytes)> = files
+        .iter()
+        .map(|f| (f.path.clone(), f.bytes.clone()))
+        .collect();
     out.sort();
     out
 }
 
 #[tokio::test]
 async fn a_crash_at_any_point_ends_with_each_file_published_exactly_once() {
-    let points = [FailPoint::AfterStage, FailPoint::AfterRecord, FailPoint::AfterFirstPublish, FailPoint::AfterPublish, FailPoint::AfterCatalog];
+    let points = [
+        FailPoint::AfterStage,
+        FailPoint::AfterRecord,
+        FailPoint::AfterFirstPublish,
+        FailPoint::AfterPublish,
+        FailPoint::AfterCatalog,
+    ];
     for point in points {
         let (_dir, lake, catalog) = setup().await;
         let crashed = writer(&lake, &catalog, "a").fail_at(point);
         let start = crashed.recover().await.expect("recover empty");
-        assert_eq!(start, Resume { next: 0, after: None });
-        let err = crashed.commit(&start, "100", "200", batch("100", "200")).await.expect_err("injected crash");
-        assert!(matches!(err, DeliveryError::Injected(p) if p == point), "{point:?}: {err}");
+        assert_eq!(
+            start,
+            Resume {
+                next: 0,
+                after: None
+            }
+        );
+        let err = crashed
+            .commit(&start, "100", "200", batch("100", "200"))
+            .await
+            .expect_err("injected crash");
+        assert!(
+            matches!(err, DeliveryError::Injected(p) if p == point),
+            "{point:?}: {err}"
+        );
 
         let next = writer(&lake, &catalog, "b");
         let resume = next.recover().await.expect("recover");
         let committed = if point == FailPoint::AfterStage {
             // Nothing was committed: nothing may be visible, and the retry may cut the batch
             // differently without leaving the first attempt's files beside it.
-            assert_eq!(resume, Resume { next: 0, after: None }, "{point:?}");
-            assert!(published(&lake).await.is_empty(), "{point:?}: staged files are invisible");
+            assert_eq!(
+                resume,
+                Resume {
+                    next: 0,
+                    after: None
+                },
+                "{point:?}"
+            );
+            assert!(
+                published(&lake).await.is_empty(),
+                "{point:?}: staged files are invisible"
+            );
             let retry = batch("100", "150");
-            next.commit(&resume, "100", "150", retry.clone()).await.expect("retry commit");
+            next.commit(&resume, "100", "150", retry.clone())
+                .await
+                .expect("retry commit");
             retry
         } else {
-            assert_eq!(resume, Resume { next: 1, after: Some("200".into()) }, "{point:?}");
+            assert_eq!(
+                resume,
+                Resume {
+                    next: 1,
+                    after: Some("200".into())
+                },
+                "{point:?}"
+            );
             batch("100", "200")
         };
         assert_eq!(published(&lake).await, expected(&committed), "{point:?}");
-        assert_eq!(catalog.partitions(STREAM).await.expect("partitions"), vec![p("2024-05-01", "09"), p("2024-05-01", "10")], "{point:?}");
-        assert_eq!(lake.list("_staging").await.expect("list staging"), Vec::<String>::new(), "{point:?}: staging cleaned");
+        assert_eq!(
+            catalog.partitions(STREAM).await.expect("partitions"),
+            vec![p("2024-05-01", "09"), p("2024-05-01", "10")],
+            "{point:?}"
+        );
+        assert_eq!(
+            lake.list("_staging").await.expect("list staging"),
+            Vec::<String>::new(),
+            "{point:?}: staging cleaned"
+        );
 
         // Recovery is idempotent, and the next batch chains on the committed position.
         let again = next.recover().await.expect("second recovery");
         assert_eq!(again.next, 1, "{point:?}");
         assert_eq!(published(&lake).await, expected(&committed), "{point:?}");
-        let (record, after) = next.commit(&again, "201", "300", batch("201", "300")).await.expect("next batch");
+        let (record, after) = next
+            .commit(&again, "201", "300", batch("201", "300"))
+            .await
+            .expect("next batch");
         assert_eq!(record.n, 1);
         assert_eq!(record.previous_last, again.after);
-        assert_eq!(after, Resume { next: 2, after: Some("300".into()) });
+        assert_eq!(
+            after,
+            Resume {
+                next: 2,
+                after: Some("300".into())
+            }
+        );
     }
 }
 
@@ -101,16 +187,36 @@ async fn a_zombie_writer_is_fenced_and_publishes_nothing() {
     let owner_view = owner.recover().await.expect("recover");
     assert_eq!(zombie_view, owner_view);
 
-    let (record, _) = owner.commit(&owner_view, "100", "180", batch("100", "180")).await.expect("owner commits");
-    let err = zombie.commit(&zombie_view, "100", "200", batch("100", "200")).await.expect_err("zombie must lose");
+    let (record, _) = owner
+        .commit(&owner_view, "100", "180", batch("100", "180"))
+        .await
+        .expect("owner commits");
+    let err = zombie
+        .commit(&zombie_view, "100", "200", batch("100", "200"))
+        .await
+        .expect_err("zombie must lose");
     assert!(matches!(err, DeliveryError::Fenced { n: 0, .. }), "{err}");
 
-    assert_eq!(published(&lake).await, expected(&batch("100", "180")), "only the winner's files are visible");
-    assert_eq!(lake.list("_staging").await.expect("list"), Vec::<String>::new(), "the loser removed its staging");
+    assert_eq!(
+        published(&lake).await,
+        expected(&batch("100", "180")),
+        "only the winner's files are visible"
+    );
+    assert_eq!(
+        lake.list("_staging").await.expect("list"),
+        Vec::<String>::new(),
+        "the loser removed its staging"
+    );
     let latest = owner.latest().await.expect("latest").expect("a record");
     assert_eq!(latest, record);
     assert_eq!(latest.writer, "owner");
-    assert_eq!(zombie.recover().await.expect("zombie re-reads"), Resume { next: 1, after: Some("180".into()) });
+    assert_eq!(
+        zombie.recover().await.expect("zombie re-reads"),
+        Resume {
+            next: 1,
+            after: Some("180".into())
+        }
+    );
 }
 
 #[tokio::test]
@@ -118,11 +224,23 @@ async fn a_committed_record_whose_files_are_gone_asks_for_a_replay() {
     let (_dir, lake, catalog) = setup().await;
     let crashed = writer(&lake, &catalog, "a").fail_at(FailPoint::AfterRecord);
     let start = crashed.recover().await.expect("recover");
-    crashed.commit(&start, "7", "9", batch("7", "9")).await.expect_err("crash");
+    crashed
+        .commit(&start, "7", "9", batch("7", "9"))
+        .await
+        .expect_err("crash");
     for path in lake.list("_staging").await.expect("list") {
-        lake.store().delete(&ObjectPath::from(path.as_str())).await.expect("delete staged");
+        lake.store()
+            .delete(&ObjectPath::from(path.as_str()))
+            .await
+            .expect("delete staged");
     }
-    let err = writer(&lake, &catalog, "b").recover().await.expect_err("nothing to publish from");
+    let err = writer(&lake, &catalog, "b")
+        .recover()
+        .await
+        .expect_err("nothing to publish from");
     let text = err.to_string();
-    assert!(matches!(err, DeliveryError::NeedsReplay { n: 0, .. }) && text.contains("7..=9"), "{text}");
+    assert!(
+        matches!(err, DeliveryError::NeedsReplay { n: 0, .. }) && text.contains("7..=9"),
+        "{text}"
+    );
 }

@@ -38,20 +38,29 @@ pub struct ParquetOptions {
 
 impl Default for ParquetOptions {
     fn default() -> Self {
-        ParquetOptions { compression: Compression::Zstd { level: 1 }, row_group_rows: 128 * 1024, target_file_bytes: 128 << 20 }
+        ParquetOptions {
+            compression: Compression::Zstd { level: 1 },
+            row_group_rows: 128 * 1024,
+            target_file_bytes: 128 << 20,
+        }
     }
 }
 
 impl ParquetOptions {
     fn properties(&self) -> Result<WriterProperties, LakeError> {
         if self.row_group_rows == 0 {
-            return Err(LakeError::Option { field: "parquet.row_group_rows", message: "must be at least 1".into() });
+            return Err(LakeError::Option {
+                field: "parquet.row_group_rows",
+                message: "must be at least 1".into(),
+            });
         }
         let compression = match self.compression {
-            Compression::Zstd { level } => PqCompression::ZSTD(ZstdLevel::try_new(level).map_err(|e| LakeError::Option {
-                field: "parquet.compression.level",
-                message: format!("{e}; use 1 to 22"),
-            })?),
+            Compression::Zstd { level } => {
+                PqCompression::ZSTD(ZstdLevel::try_new(level).map_err(|e| LakeError::Option {
+                    field: "parquet.compression.level",
+                    message: format!("{e}; use 1 to 22"),
+                })?)
+            }
             Compression::Snappy => PqCompression::SNAPPY,
             Compression::None => PqCompression::UNCOMPRESSED,
         };
@@ -80,7 +89,12 @@ pub struct EncodedFile {
 /// Splits transformed batches (lake columns + `dt` + `hour`) by partition, keeping row order,
 /// and encodes each partition as one or more Parquet files with the lake schema (without the
 /// partition columns). Output is ordered by partition, so it is deterministic.
-pub fn encode_partitions(table: &str, lake_schema: &SchemaRef, batches: &[RecordBatch], options: &ParquetOptions) -> Result<Vec<EncodedFile>, LakeError> {
+pub fn encode_partitions(
+    table: &str,
+    lake_schema: &SchemaRef,
+    batches: &[RecordBatch],
+    options: &ParquetOptions,
+) -> Result<Vec<EncodedFile>, LakeError> {
     let props = options.properties()?;
     // Row indices of each partition, per batch, in order.
     let mut groups: BTreeMap<PartitionValues, Vec<(usize, Vec<u32>)>> = BTreeMap::new();
@@ -96,7 +110,13 @@ pub fn encode_partitions(table: &str, lake_schema: &SchemaRef, batches: &[Record
                     if let Some((p, rows)) = current.take() {
                         push_rows(&mut groups, p, b, rows);
                     }
-                    current = Some((PartitionValues { dt: d.to_string(), hour: h.to_string() }, vec![row as u32]));
+                    current = Some((
+                        PartitionValues {
+                            dt: d.to_string(),
+                            hour: h.to_string(),
+                        },
+                        vec![row as u32],
+                    ));
                 }
             }
         }
@@ -105,11 +125,15 @@ pub fn encode_partitions(table: &str, lake_schema: &SchemaRef, batches: &[Record
         }
     }
     let width = lake_schema.fields().len();
-    let parquet_err = |source| LakeError::Parquet { table: table.to_string(), source };
+    let parquet_err = |source| LakeError::Parquet {
+        table: table.to_string(),
+        source,
+    };
     let mut out = Vec::new();
     for (partition, parts) in groups {
         let mut part = 0;
-        let mut writer = ArrowWriter::try_new(Vec::new(), lake_schema.clone(), Some(props.clone())).map_err(parquet_err)?;
+        let mut writer = ArrowWriter::try_new(Vec::new(), lake_schema.clone(), Some(props.clone()))
+            .map_err(parquet_err)?;
         let mut rows_in_file = 0;
         for (b, rows) in parts {
             let batch = &batches[b];
@@ -118,27 +142,45 @@ pub fn encode_partitions(table: &str, lake_schema: &SchemaRef, batches: &[Record
             } else {
                 take_record_batch(batch, &UInt32Array::from(rows))?
             };
-            let lake_batch = RecordBatch::try_new(lake_schema.clone(), selected.columns()[..width].to_vec())?;
+            let lake_batch =
+                RecordBatch::try_new(lake_schema.clone(), selected.columns()[..width].to_vec())?;
             writer.write(&lake_batch).map_err(parquet_err)?;
             rows_in_file += lake_batch.num_rows();
             if writer.bytes_written() + writer.in_progress_size() >= options.target_file_bytes {
-                let next = ArrowWriter::try_new(Vec::new(), lake_schema.clone(), Some(props.clone())).map_err(parquet_err)?;
+                let next =
+                    ArrowWriter::try_new(Vec::new(), lake_schema.clone(), Some(props.clone()))
+                        .map_err(parquet_err)?;
                 let full = std::mem::replace(&mut writer, next);
                 let bytes = full.into_inner().map_err(parquet_err)?;
-                out.push(EncodedFile { partition: partition.clone(), part, rows: rows_in_file, bytes: Bytes::from(bytes) });
+                out.push(EncodedFile {
+                    partition: partition.clone(),
+                    part,
+                    rows: rows_in_file,
+                    bytes: Bytes::from(bytes),
+                });
                 part += 1;
                 rows_in_file = 0;
             }
         }
         if rows_in_file > 0 {
             let bytes = writer.into_inner().map_err(parquet_err)?;
-            out.push(EncodedFile { partition, part, rows: rows_in_file, bytes: Bytes::from(bytes) });
+            out.push(EncodedFile {
+                partition,
+                part,
+                rows: rows_in_file,
+                bytes: Bytes::from(bytes),
+            });
         }
     }
     Ok(out)
 }
 
-fn push_rows(groups: &mut BTreeMap<PartitionValues, Vec<(usize, Vec<u32>)>>, p: PartitionValues, batch: usize, rows: Vec<u32>) {
+fn push_rows(
+    groups: &mut BTreeMap<PartitionValues, Vec<(usize, Vec<u32>)>>,
+    p: PartitionValues,
+    batch: usize,
+    rows: Vec<u32>,
+) {
     let entry = groups.entry(p).or_default();
     match entry.last_mut() {
         Some((b, existing)) if *b == batch => existing.extend(rows),
@@ -146,10 +188,16 @@ fn push_rows(groups: &mut BTreeMap<PartitionValues, Vec<(usize, Vec<u32>)>>, p: 
     }
 }
 
-fn partition_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::StringArray, LakeError> {
-    let col = batch.column_by_name(name).ok_or_else(|| LakeError::MissingColumn(name.to_string()))?;
+fn partition_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a arrow::array::StringArray, LakeError> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| LakeError::MissingColumn(name.to_string()))?;
     if col.null_count() > 0 {
         return Err(LakeError::MissingColumn(format!("{name} (it has nulls)")));
     }
-    col.as_string_opt::<i32>().ok_or_else(|| LakeError::MissingColumn(format!("{name} (as text)")))
+    col.as_string_opt::<i32>()
+        .ok_or_else(|| LakeError::MissingColumn(format!("{name} (as text)")))
 }

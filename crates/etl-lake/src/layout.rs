@@ -6,7 +6,9 @@ use std::fmt;
 /// `f3c2a1b0d4e5f6a7-000000000001-000000065536` (source tag, first and last position).
 /// Names of everything a batch writes derive from it, so a replay of the same source range
 /// rewrites the same objects.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct BatchId(String);
 
 impl BatchId {
@@ -15,7 +17,13 @@ impl BatchId {
     pub fn new(source_tag: &str, first: u64, last: u64) -> Self {
         let tag: String = source_tag
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         BatchId(format!("{tag}-{first:012}-{last:012}"))
     }
@@ -33,7 +41,9 @@ impl fmt::Display for BatchId {
 }
 
 /// Values of the partition keys `dt` and `hour`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct PartitionValues {
     /// `YYYY-MM-DD`, UTC.
     pub dt: String,

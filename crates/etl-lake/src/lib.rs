@@ -35,7 +35,10 @@ pub use dead_letters::{DeadLetter, DeadLetterSource};
 pub use encode::{encode_partitions, Compression, EncodedFile, ParquetOptions};
 pub use layout::{BatchId, PartitionValues};
 pub use s3::{open_s3_store, parse_s3_url, S3Credentials, S3Encryption, S3Options};
-pub use store::{open_store, BatchCommit, BatchSource, CommittedFile, Lake, MULTIPART_PART_BYTES, MULTIPART_THRESHOLD_BYTES};
+pub use store::{
+    open_store, BatchCommit, BatchSource, CommittedFile, Lake, MULTIPART_PART_BYTES,
+    MULTIPART_THRESHOLD_BYTES,
+};
 
 /// Errors of the lake.
 #[derive(Debug, thiserror::Error)]
@@ -43,15 +46,30 @@ pub enum LakeError {
     #[error("lake location `{location}` cannot be used: {message}")]
     Location { location: String, message: String },
     #[error("writing {path} failed: {source}")]
-    Write { path: String, #[source] source: object_store::Error },
+    Write {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("reading {path} failed: {source}")]
-    Read { path: String, #[source] source: object_store::Error },
+    Read {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("encoding Parquet for {table} failed: {source}")]
-    Parquet { table: String, #[source] source: parquet::errors::ParquetError },
+    Parquet {
+        table: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
     #[error("batch is missing column `{0}`; the transform must produce the partition columns dt and hour")]
     MissingColumn(String),
     #[error("invalid option {field}: {message}")]
-    Option { field: &'static str, message: String },
+    Option {
+        field: &'static str,
+        message: String,
+    },
     #[error("catalog {path} is corrupt: {message}; restore it from a backup or delete it and run `etl catalog sync`")]
     CorruptCatalog { path: String, message: String },
     #[error("internal Arrow error: {0}")]

@@ -44,7 +44,9 @@ pub struct S3Credentials {
 
 impl std::fmt::Debug for S3Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Credentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+        f.debug_struct("S3Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,8 +83,13 @@ impl Default for S3Options {
 
 /// Splits `s3://bucket/prefix` into the bucket and the prefix (without slashes at its ends).
 pub fn parse_s3_url(location: &str) -> Result<(String, String), LakeError> {
-    let bad = |message: &str| LakeError::Location { location: location.to_string(), message: message.to_string() };
-    let rest = location.strip_prefix("s3://").ok_or_else(|| bad("not an s3:// URL"))?;
+    let bad = |message: &str| LakeError::Location {
+        location: location.to_string(),
+        message: message.to_string(),
+    };
+    let rest = location
+        .strip_prefix("s3://")
+        .ok_or_else(|| bad("not an s3:// URL"))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
         return Err(bad("the bucket name is missing; write s3://bucket/prefix"));
@@ -92,23 +99,37 @@ pub fn parse_s3_url(location: &str) -> Result<(String, String), LakeError> {
 
 /// Opens the object store of an `s3://bucket/prefix` lake: paths of the lake are keys below
 /// `prefix/`. Makes no request.
-pub fn open_s3_store(location: &str, options: &S3Options) -> Result<Arc<dyn ObjectStore>, LakeError> {
-    let bad = |message: String| LakeError::Location { location: location.to_string(), message };
+pub fn open_s3_store(
+    location: &str,
+    options: &S3Options,
+) -> Result<Arc<dyn ObjectStore>, LakeError> {
+    let bad = |message: String| LakeError::Location {
+        location: location.to_string(),
+        message,
+    };
     let (bucket, prefix) = parse_s3_url(location)?;
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(&bucket)
         .with_region(&options.region)
         .with_virtual_hosted_style_request(!options.force_path_style)
         .with_retry(RetryConfig {
-            backoff: BackoffConfig { init_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(20), base: 2.0 },
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(20),
+                base: 2.0,
+            },
             max_retries: options.max_attempts.saturating_sub(1) as usize,
             retry_timeout: Duration::from_secs(300),
         });
     if let Some(url) = &options.endpoint_url {
-        builder = builder.with_endpoint(url).with_allow_http(url.starts_with("http://"));
+        builder = builder
+            .with_endpoint(url)
+            .with_allow_http(url.starts_with("http://"));
     }
     if let Some(c) = &options.credentials {
-        builder = builder.with_access_key_id(&c.access_key_id).with_secret_access_key(&c.secret_access_key);
+        builder = builder
+            .with_access_key_id(&c.access_key_id)
+            .with_secret_access_key(&c.secret_access_key);
         if let Some(token) = &c.session_token {
             builder = builder.with_token(token);
         }
@@ -116,13 +137,23 @@ pub fn open_s3_store(location: &str, options: &S3Options) -> Result<Arc<dyn Obje
     match &options.encryption {
         S3Encryption::BucketDefault => {}
         S3Encryption::S3Managed => {
-            let key = AmazonS3ConfigKey::from_str("aws_server_side_encryption").map_err(|e| bad(e.to_string()))?;
+            let key = AmazonS3ConfigKey::from_str("aws_server_side_encryption")
+                .map_err(|e| bad(e.to_string()))?;
             builder = builder.with_config(key, "AES256");
         }
-        S3Encryption::Kms { key_id } => builder = builder.with_sse_kms_encryption(key_id).with_bucket_key(true),
+        S3Encryption::Kms { key_id } => {
+            builder = builder
+                .with_sse_kms_encryption(key_id)
+                .with_bucket_key(true)
+        }
     }
     let store = builder.build().map_err(|e| bad(e.to_string()))?;
-    tracing::debug!(bucket, prefix, endpoint = options.endpoint_url.as_deref().unwrap_or("<aws>"), "opened S3 lake store");
+    tracing::debug!(
+        bucket,
+        prefix,
+        endpoint = options.endpoint_url.as_deref().unwrap_or("<aws>"),
+        "opened S3 lake store"
+    );
     if prefix.is_empty() {
         Ok(Arc::new(store))
     } else {
@@ -136,9 +167,15 @@ mod tests {
 
     #[test]
     fn s3_urls_split_into_bucket_and_prefix() {
-        assert_eq!(parse_s3_url("s3://b/p/q/").unwrap(), ("b".into(), "p/q".into()));
+        assert_eq!(
+            parse_s3_url("s3://b/p/q/").unwrap(),
+            ("b".into(), "p/q".into())
+        );
         assert_eq!(parse_s3_url("s3://b").unwrap(), ("b".into(), String::new()));
-        assert!(parse_s3_url("s3:///p").unwrap_err().to_string().contains("bucket"));
+        assert!(parse_s3_url("s3:///p")
+            .unwrap_err()
+            .to_string()
+            .contains("bucket"));
         assert!(parse_s3_url("/tmp/x").is_err());
     }
 }

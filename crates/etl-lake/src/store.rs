@@ -17,7 +17,10 @@ use std::sync::Arc;
 /// `file://` URL, or `s3://bucket/prefix` with default [`S3Options`] (credentials from the
 /// default chain; use [`open_s3_store`] to pass the configured AWS settings).
 pub fn open_store(location: &str) -> Result<Arc<dyn ObjectStore>, LakeError> {
-    let bad = |message: String| LakeError::Location { location: location.to_string(), message };
+    let bad = |message: String| LakeError::Location {
+        location: location.to_string(),
+        message,
+    };
     if location.starts_with("s3://") {
         return open_s3_store(location, &S3Options::default());
     }
@@ -95,12 +98,19 @@ pub struct BatchSource<'a> {
 impl Lake {
     /// A lake at `location` (used in messages and catalog locations) backed by `store`.
     pub fn new(store: Arc<dyn ObjectStore>, location: impl Into<String>) -> Self {
-        Lake { store, location: location.into(), multipart_threshold: MULTIPART_THRESHOLD_BYTES }
+        Lake {
+            store,
+            location: location.into(),
+            multipart_threshold: MULTIPART_THRESHOLD_BYTES,
+        }
     }
 
     /// Opens a local lake directory.
     pub fn open(location: &str) -> Result<Self, LakeError> {
-        Ok(Lake::new(open_store(location)?, location.trim_end_matches('/')))
+        Ok(Lake::new(
+            open_store(location)?,
+            location.trim_end_matches('/'),
+        ))
     }
 
     /// The lake's location as configured.
@@ -115,7 +125,10 @@ impl Lake {
 
     /// Opens an `s3://bucket/prefix` lake with `options` (see [`open_s3_store`]).
     pub fn open_s3(location: &str, options: &S3Options) -> Result<Self, LakeError> {
-        Ok(Lake::new(open_s3_store(location, options)?, location.trim_end_matches('/')))
+        Ok(Lake::new(
+            open_s3_store(location, options)?,
+            location.trim_end_matches('/'),
+        ))
     }
 
     /// Objects larger than `bytes` are uploaded in parts of [`MULTIPART_PART_BYTES`]
@@ -130,7 +143,10 @@ impl Lake {
     /// invisible until the bucket's `AbortIncompleteMultipartUpload` lifecycle rule removes them).
     pub async fn put(&self, path: &str, bytes: Bytes) -> Result<(), LakeError> {
         let location = ObjectPath::from(path);
-        let err = |source| LakeError::Write { path: self.display(path), source };
+        let err = |source| LakeError::Write {
+            path: self.display(path),
+            source,
+        };
         if bytes.len() > self.multipart_threshold {
             let upload = self.store.put_multipart(&location).await.map_err(err)?;
             let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES);
@@ -138,16 +154,25 @@ impl Lake {
             writer.finish().await.map_err(err)?;
             return Ok(());
         }
-        self.store.put(&location, PutPayload::from_bytes(bytes)).await.map_err(err)?;
+        self.store
+            .put(&location, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
     /// Reads one object; `None` if it does not exist.
     pub async fn get(&self, path: &str) -> Result<Option<Bytes>, LakeError> {
         match self.store.get(&ObjectPath::from(path)).await {
-            Ok(r) => Ok(Some(r.bytes().await.map_err(|source| LakeError::Read { path: self.display(path), source })?)),
+            Ok(r) => Ok(Some(r.bytes().await.map_err(|source| LakeError::Read {
+                path: self.display(path),
+                source,
+            })?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(LakeError::Read { path: self.display(path), source }),
+            Err(source) => Err(LakeError::Read {
+                path: self.display(path),
+                source,
+            }),
         }
     }
 
@@ -160,7 +185,10 @@ impl Lake {
             .map_ok(|m| m.location.to_string())
             .try_collect()
             .await
-            .map_err(|source| LakeError::Read { path: self.display(prefix), source })?;
+            .map_err(|source| LakeError::Read {
+                path: self.display(prefix),
+                source,
+            })?;
         out.sort();
         Ok(out)
     }
@@ -181,13 +209,19 @@ impl Lake {
             let path = data_file(stream, &f.partition, batch_id, f.part);
             let bytes = f.bytes.len() as u64;
             self.put(&path, f.bytes).await?;
-            committed.push(CommittedFile { path, partition: f.partition, rows: f.rows as u64, bytes });
+            committed.push(CommittedFile {
+                path,
+                partition: f.partition,
+                rows: f.rows as u64,
+                bytes,
+            });
         }
         let dead_letter_file = if dead_letters.is_empty() {
             None
         } else {
             let path = dead_letter_file(stream, dead_letter_dt, batch_id);
-            self.put(&path, Bytes::from(to_ndjson(dead_letters)?)).await?;
+            self.put(&path, Bytes::from(to_ndjson(dead_letters)?))
+                .await?;
             Some(path)
         };
         let commit = BatchCommit {
@@ -200,7 +234,11 @@ impl Lake {
             dead_letter_file,
             dead_letters: dead_letters.len() as u64,
         };
-        self.put(&commit_file(stream, batch_id), Bytes::from(serde_json::to_vec_pretty(&commit)?)).await?;
+        self.put(
+            &commit_file(stream, batch_id),
+            Bytes::from(serde_json::to_vec_pretty(&commit)?),
+        )
+        .await?;
         Ok(commit)
     }
 

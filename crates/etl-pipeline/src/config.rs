@@ -28,7 +28,9 @@ impl Default for PipelineOptions {
             batch_max_records: 64 * 1024,
             batch_max_bytes: 32 << 20,
             max_record_bytes: 1 << 20,
-            parallelism: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            parallelism: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             dedup_window: 1_000_000,
             parquet: ParquetOptions::default(),
         }
@@ -38,18 +40,29 @@ impl Default for PipelineOptions {
 impl PipelineOptions {
     /// Checks the values; the error names the field and the fix.
     pub fn validate(&self) -> Result<(), crate::PipelineError> {
-        let bad = |field, message: &str| Err(crate::PipelineError::Option { field, message: message.into() });
+        let bad = |field, message: &str| {
+            Err(crate::PipelineError::Option {
+                field,
+                message: message.into(),
+            })
+        };
         if self.batch_max_records == 0 {
             return bad("batch_max_records", "must be at least 1 (default 65536)");
         }
         if self.batch_max_bytes < 1024 {
-            return bad("batch_max_bytes", "must be at least 1024 bytes (default 32 MiB)");
+            return bad(
+                "batch_max_bytes",
+                "must be at least 1024 bytes (default 32 MiB)",
+            );
         }
         if self.max_record_bytes == 0 {
             return bad("max_record_bytes", "must be at least 1 (default 1 MiB)");
         }
         if self.parallelism == 0 {
-            return bad("parallelism", "must be at least 1 (default: number of cores)");
+            return bad(
+                "parallelism",
+                "must be at least 1 (default: number of cores)",
+            );
         }
         Ok(())
     }

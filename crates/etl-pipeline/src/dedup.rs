@@ -17,19 +17,28 @@ pub struct DedupWindow {
 impl DedupWindow {
     /// A window remembering `capacity` ids; 0 remembers none.
     pub fn new(capacity: usize) -> Self {
-        DedupWindow { capacity, seen: HashSet::with_capacity(capacity.min(1 << 20)), order: VecDeque::new() }
+        DedupWindow {
+            capacity,
+            seen: HashSet::with_capacity(capacity.min(1 << 20)),
+            order: VecDeque::new(),
+        }
     }
 
     /// Removes rows whose `event_id` is in the window and remembers the others. Returns the kept
     /// rows and how many were dropped. Rows within `batch` are assumed distinct already.
-    pub fn apply(&mut self, batch: RecordBatch) -> Result<(RecordBatch, u64), arrow::error::ArrowError> {
+    pub fn apply(
+        &mut self,
+        batch: RecordBatch,
+    ) -> Result<(RecordBatch, u64), arrow::error::ArrowError> {
         if self.capacity == 0 || batch.num_rows() == 0 {
             return Ok((batch, 0));
         }
         let ids = batch
             .column_by_name("event_id")
             .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(|| arrow::error::ArrowError::SchemaError("dedup needs a text column `event_id`".into()))?;
+            .ok_or_else(|| {
+                arrow::error::ArrowError::SchemaError("dedup needs a text column `event_id`".into())
+            })?;
         let mut keep = Vec::with_capacity(ids.len());
         let mut dropped = 0;
         for id in ids.iter() {
@@ -50,6 +59,9 @@ impl DedupWindow {
         if dropped == 0 {
             return Ok((batch, 0));
         }
-        Ok((filter_record_batch(&batch, &BooleanArray::from(keep))?, dropped))
+        Ok((
+            filter_record_batch(&batch, &BooleanArray::from(keep))?,
+            dropped,
+        ))
     }
 }

@@ -29,7 +29,11 @@ pub use summary::StreamSummary;
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("reading {source_name} failed: {error}")]
-    Read { source_name: String, #[source] error: std::io::Error },
+    Read {
+        source_name: String,
+        #[source]
+        error: std::io::Error,
+    },
     #[error("unknown stream `{0}`: it has no schema (known: {1})")]
     UnknownStream(String, String),
     #[error(transparent)]
@@ -45,11 +49,20 @@ pub enum PipelineError {
     #[error("after committing batch {batch}: {message}")]
     CommitHook { batch: String, message: String },
     #[error("invalid option {field}: {message}")]
-    Option { field: &'static str, message: String },
+    Option {
+        field: &'static str,
+        message: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
     #[error("counts do not reconcile for {stream}: read {read} != written {written} + duplicates {duplicates} + dead-lettered {dead}; this is a bug, please report it")]
-    Reconcile { stream: String, read: u64, written: u64, duplicates: u64, dead: u64 },
+    Reconcile {
+        stream: String,
+        read: u64,
+        written: u64,
+        duplicates: u64,
+        dead: u64,
+    },
 }
 
 #[cfg(test)]

@@ -7,7 +7,10 @@ use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use etl_decode::{DecodeOptions, Decoder};
 use etl_lake::catalog::{Catalog, TableChange};
-use etl_lake::{encode_partitions, BatchCommit, BatchId, BatchSource, DeadLetter, DeadLetterSource, EncodedFile, Lake};
+use etl_lake::{
+    encode_partitions, BatchCommit, BatchId, BatchSource, DeadLetter, DeadLetterSource,
+    EncodedFile, Lake,
+};
 use etl_schema::StreamSchema;
 use etl_transform::Transformer;
 use futures::StreamExt;
@@ -39,11 +42,20 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// A pipeline writing to `lake` and registering partitions in `catalog`.
-    pub fn new(options: PipelineOptions, schemas: Vec<StreamSchema>, transformer: Transformer, lake: Lake, catalog: Arc<dyn Catalog>) -> Result<Self, PipelineError> {
+    pub fn new(
+        options: PipelineOptions,
+        schemas: Vec<StreamSchema>,
+        transformer: Transformer,
+        lake: Lake,
+        catalog: Arc<dyn Catalog>,
+    ) -> Result<Self, PipelineError> {
         options.validate()?;
         Ok(Pipeline {
             options,
-            schemas: schemas.into_iter().map(|s| (s.stream.clone(), Arc::new(s))).collect(),
+            schemas: schemas
+                .into_iter()
+                .map(|s| (s.stream.clone(), Arc::new(s)))
+                .collect(),
             transformer: Arc::new(transformer),
             lake,
             catalog,
@@ -84,12 +96,23 @@ impl Pipeline {
     }
 
     fn window(&self, stream: &str) -> Result<Arc<Mutex<DedupWindow>>, PipelineError> {
-        let mut windows = self.windows.lock().map_err(|_| PipelineError::Internal("dedup window lock poisoned".into()))?;
-        Ok(windows.entry(stream.to_string()).or_insert_with(|| Arc::new(Mutex::new(DedupWindow::new(self.options.dedup_window)))).clone())
+        let mut windows = self
+            .windows
+            .lock()
+            .map_err(|_| PipelineError::Internal("dedup window lock poisoned".into()))?;
+        Ok(windows
+            .entry(stream.to_string())
+            .or_insert_with(|| Arc::new(Mutex::new(DedupWindow::new(self.options.dedup_window))))
+            .clone())
     }
 
     /// Reads `source` to its end into `stream`'s table and returns the reconciled summary.
-    pub async fn ingest(&self, stream: &str, source: Box<dyn RecordSource>, progress: Option<Progress>) -> Result<StreamSummary, PipelineError> {
+    pub async fn ingest(
+        &self,
+        stream: &str,
+        source: Box<dyn RecordSource>,
+        progress: Option<Progress>,
+    ) -> Result<StreamSummary, PipelineError> {
         self.ingest_with_hook(stream, source, progress, None).await
     }
 
@@ -109,8 +132,12 @@ impl Pipeline {
         self.catalog.sync_table(&schema).await?;
         let source_name = source.name().to_string();
         let tag = source.tag().to_string();
-        let dead_dt = chrono::DateTime::from_timestamp_millis(source.batch_time_ms()).unwrap_or_default().format("%Y-%m-%d").to_string();
-        let (max_records, max_bytes) = (self.options.batch_max_records, self.options.batch_max_bytes);
+        let dead_dt = chrono::DateTime::from_timestamp_millis(source.batch_time_ms())
+            .unwrap_or_default()
+            .format("%Y-%m-%d")
+            .to_string();
+        let (max_records, max_bytes) =
+            (self.options.batch_max_records, self.options.batch_max_bytes);
 
         // Reader: a blocking thread cutting the source into batches, one batch ahead.
         let (tx, rx) = mpsc::channel::<std::io::Result<RawBatch>>(1);
@@ -147,37 +174,64 @@ impl Pipeline {
             .map(|(seq, raw)| {
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    let raw = raw.map_err(|error| PipelineError::Read { source_name: shared.source_name.clone(), error })?;
+                    let raw = raw.map_err(|error| PipelineError::Read {
+                        source_name: shared.source_name.clone(),
+                        error,
+                    })?;
                     shared.process(seq, raw).await
                 })
             })
             .buffered(self.options.parallelism);
         let mut processed = std::pin::pin!(processed);
 
-        let mut summary = StreamSummary { stream: stream.to_string(), sources: vec![source_name.clone()], ..Default::default() };
+        let mut summary = StreamSummary {
+            stream: stream.to_string(),
+            sources: vec![source_name.clone()],
+            ..Default::default()
+        };
         let mut known_partitions = BTreeSet::new();
         while let Some(joined) = processed.next().await {
-            let batch = joined.map_err(|e| PipelineError::Internal(format!("batch task failed: {e}")))??;
+            let batch = joined
+                .map_err(|e| PipelineError::Internal(format!("batch task failed: {e}")))??;
             let commit = self
                 .lake
                 .write_batch(
                     stream,
                     &BatchId::new(&tag, batch.first, batch.last),
-                    BatchSource { name: &source_name, first: batch.first, last: batch.last },
+                    BatchSource {
+                        name: &source_name,
+                        first: batch.first,
+                        last: batch.last,
+                    },
                     batch.files,
                     &batch.dead,
                     &dead_dt,
                 )
                 .await?;
-            let new: Vec<_> = commit.files.iter().map(|f| f.partition.clone()).filter(|p| known_partitions.insert(p.clone())).collect();
+            let new: Vec<_> = commit
+                .files
+                .iter()
+                .map(|f| f.partition.clone())
+                .filter(|p| known_partitions.insert(p.clone()))
+                .collect();
             if !new.is_empty() {
                 self.catalog.add_partitions(stream, &new).await?;
             }
             if let Some(sink) = &self.sink {
-                sink.committed(&commit).await.map_err(|message| PipelineError::Load { batch: commit.batch_id.to_string(), message })?;
+                sink.committed(&commit)
+                    .await
+                    .map_err(|message| PipelineError::Load {
+                        batch: commit.batch_id.to_string(),
+                        message,
+                    })?;
             }
             if let Some(hook) = &on_commit {
-                hook.committed(&commit).await.map_err(|message| PipelineError::CommitHook { batch: commit.batch_id.to_string(), message })?;
+                hook.committed(&commit)
+                    .await
+                    .map_err(|message| PipelineError::CommitHook {
+                        batch: commit.batch_id.to_string(),
+                        message,
+                    })?;
             }
             summary.read += batch.records;
             summary.bytes_read += batch.bytes;
@@ -185,19 +239,26 @@ impl Pipeline {
             summary.duplicates += batch.duplicates;
             summary.dead_lettered += commit.dead_letters;
             for d in &batch.dead {
-                *summary.dead_letter_reasons.entry(d.reason.clone()).or_default() += 1;
+                *summary
+                    .dead_letter_reasons
+                    .entry(d.reason.clone())
+                    .or_default() += 1;
             }
             summary.batches += 1;
             summary.files += commit.files.len() as u64;
             summary.parquet_bytes += commit.files.iter().map(|f| f.bytes).sum::<u64>();
-            summary.partitions.extend(commit.files.iter().map(|f| f.partition.path()));
+            summary
+                .partitions
+                .extend(commit.files.iter().map(|f| f.partition.path()));
             tracing::debug!(stream, batch = %commit.batch_id, rows = commit.rows(), dead = commit.dead_letters, "batch committed");
             if let Some(p) = &progress {
                 p(summary.read, summary.bytes_read);
             }
         }
         drop(processed);
-        reader.await.map_err(|e| PipelineError::Internal(format!("reader task failed: {e}")))?;
+        reader
+            .await
+            .map_err(|e| PipelineError::Internal(format!("reader task failed: {e}")))?;
         summary.elapsed = started.elapsed();
         if !summary.reconciles() {
             return Err(PipelineError::Reconcile {
@@ -251,8 +312,14 @@ impl Drop for Turn<'_> {
 
 impl Shared {
     async fn process(&self, seq: u64, raw: RawBatch) -> Result<Processed, PipelineError> {
-        let read_err = |error| PipelineError::Read { source_name: self.source_name.clone(), error };
-        let turn = Turn { tx: &self.turn, seq };
+        let read_err = |error| PipelineError::Read {
+            source_name: self.source_name.clone(),
+            error,
+        };
+        let turn = Turn {
+            tx: &self.turn,
+            seq,
+        };
         let raw = raw;
         let (first, last) = match (raw.positions.first(), raw.positions.last()) {
             (Some(f), Some(l)) => (*f, *l),
@@ -271,19 +338,40 @@ impl Shared {
             .map(|r| {
                 let i = r.index as usize;
                 let position = raw.positions.get(i).copied().unwrap_or_default();
-                let source = DeadLetterSource { name: self.source_name.clone(), position: position.to_string() };
-                DeadLetter::new(&self.stream, r.reason.as_str(), r.message.clone(), source, now.clone(), raw.record(i))
+                let source = DeadLetterSource {
+                    name: self.source_name.clone(),
+                    position: position.to_string(),
+                };
+                DeadLetter::new(
+                    &self.stream,
+                    r.reason.as_str(),
+                    r.message.clone(),
+                    source,
+                    now.clone(),
+                    raw.record(i),
+                )
             })
             .collect();
         let accepted = decoded.batch.num_rows() as u64;
-        let transformed = if accepted > 0 { self.transformer.transform(&self.stream, decoded.batch).await? } else { Vec::new() };
+        let transformed = if accepted > 0 {
+            self.transformer
+                .transform(&self.stream, decoded.batch)
+                .await?
+        } else {
+            Vec::new()
+        };
         let after_sql: u64 = transformed.iter().map(|b| b.num_rows() as u64).sum();
 
         // Cross-batch dedup, strictly in batch order.
         let mut rx = self.turn.subscribe();
-        rx.wait_for(|v| *v >= seq).await.map_err(|_| PipelineError::Internal("dedup turn channel closed".into()))?;
+        rx.wait_for(|v| *v >= seq)
+            .await
+            .map_err(|_| PipelineError::Internal("dedup turn channel closed".into()))?;
         let (kept, cross) = {
-            let mut window = self.window.lock().map_err(|_| PipelineError::Internal("dedup window lock poisoned".into()))?;
+            let mut window = self
+                .window
+                .lock()
+                .map_err(|_| PipelineError::Internal("dedup window lock poisoned".into()))?;
             let mut kept: Vec<RecordBatch> = Vec::with_capacity(transformed.len());
             let mut dropped = 0;
             for b in transformed {
@@ -295,7 +383,12 @@ impl Shared {
         };
         drop(turn);
 
-        let files = encode_partitions(&self.stream, &self.schema.lake_arrow_schema(), &kept, &self.options.parquet)?;
+        let files = encode_partitions(
+            &self.stream,
+            &self.schema.lake_arrow_schema(),
+            &kept,
+            &self.options.parquet,
+        )?;
         Ok(Processed {
             first,
             last,
@@ -308,12 +401,25 @@ impl Shared {
     }
 
     fn take_decoder(&self) -> Result<Decoder, PipelineError> {
-        let mut pool = self.decoders.lock().map_err(|_| PipelineError::Internal("decoder pool lock poisoned".into()))?;
-        Ok(pool.pop().unwrap_or_else(|| Decoder::new(self.schema.clone(), DecodeOptions { max_record_bytes: self.options.max_record_bytes })))
+        let mut pool = self
+            .decoders
+            .lock()
+            .map_err(|_| PipelineError::Internal("decoder pool lock poisoned".into()))?;
+        Ok(pool.pop().unwrap_or_else(|| {
+            Decoder::new(
+                self.schema.clone(),
+                DecodeOptions {
+                    max_record_bytes: self.options.max_record_bytes,
+                },
+            )
+        }))
     }
 
     fn put_decoder(&self, decoder: Decoder) -> Result<(), PipelineError> {
-        let mut pool = self.decoders.lock().map_err(|_| PipelineError::Internal("decoder pool lock poisoned".into()))?;
+        let mut pool = self
+            .decoders
+            .lock()
+            .map_err(|_| PipelineError::Internal("decoder pool lock poisoned".into()))?;
         pool.push(decoder);
         Ok(())
     }

@@ -18,7 +18,10 @@ pub struct RawBatch {
 impl RawBatch {
     /// The bytes of record `i`.
     pub fn record(&self, i: usize) -> &[u8] {
-        self.ranges.get(i).and_then(|&(s, e)| self.data.get(s..e)).unwrap_or_default()
+        self.ranges
+            .get(i)
+            .and_then(|&(s, e)| self.data.get(s..e))
+            .unwrap_or_default()
     }
     /// Number of records.
     pub fn len(&self) -> usize {
@@ -39,7 +42,11 @@ pub trait RecordSource: Send {
     /// A time for the batch's dead-letter partition, stable for the same input (file mtime).
     fn batch_time_ms(&self) -> i64;
     /// Reads up to `max_records` records or about `max_bytes` bytes; `None` at the end.
-    fn next_batch(&mut self, max_records: usize, max_bytes: usize) -> std::io::Result<Option<RawBatch>>;
+    fn next_batch(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> std::io::Result<Option<RawBatch>>;
 }
 
 /// NDJSON lines from a file or stdin, gzip detected by its magic bytes. Empty lines are skipped;
@@ -57,7 +64,12 @@ impl LineSource {
     pub fn open(path: &str) -> std::io::Result<Self> {
         if path == "-" {
             let now = chrono::Utc::now().timestamp_millis();
-            return Ok(Self::from_reader(Box::new(std::io::stdin()), "-", &format!("stdin-{now}"), now));
+            return Ok(Self::from_reader(
+                Box::new(std::io::stdin()),
+                "-",
+                &format!("stdin-{now}"),
+                now,
+            ));
         }
         let file = std::fs::File::open(path)?;
         let meta = file.metadata()?;
@@ -67,8 +79,18 @@ impl LineSource {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_millis() as i64);
         let absolute = std::fs::canonicalize(path)?;
-        let stem = absolute.file_name().and_then(|s| s.to_str()).unwrap_or("file").split('.').next().unwrap_or("file").to_string();
-        let tag = format!("{stem}-{:08x}", xxh3_64(absolute.to_string_lossy().as_bytes()) as u32);
+        let stem = absolute
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or("file")
+            .split('.')
+            .next()
+            .unwrap_or("file")
+            .to_string();
+        let tag = format!(
+            "{stem}-{:08x}",
+            xxh3_64(absolute.to_string_lossy().as_bytes()) as u32
+        );
         Ok(Self::from_reader(Box::new(file), path, &tag, mtime))
     }
 
@@ -77,11 +99,20 @@ impl LineSource {
         let mut buffered = BufReader::with_capacity(1 << 20, reader);
         let gz = matches!(buffered.fill_buf(), Ok(b) if b.starts_with(&[0x1f, 0x8b]));
         let reader: Box<dyn BufRead + Send> = if gz {
-            Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(buffered)))
+            Box::new(BufReader::with_capacity(
+                1 << 20,
+                MultiGzDecoder::new(buffered),
+            ))
         } else {
             Box::new(buffered)
         };
-        LineSource { reader, name: name.to_string(), tag: tag.to_string(), time_ms, line: 0 }
+        LineSource {
+            reader,
+            name: name.to_string(),
+            tag: tag.to_string(),
+            time_ms,
+            line: 0,
+        }
     }
 }
 
@@ -95,8 +126,15 @@ impl RecordSource for LineSource {
     fn batch_time_ms(&self) -> i64 {
         self.time_ms
     }
-    fn next_batch(&mut self, max_records: usize, max_bytes: usize) -> std::io::Result<Option<RawBatch>> {
-        let mut batch = RawBatch { data: Vec::with_capacity(max_bytes.min(8 << 20)), ..Default::default() };
+    fn next_batch(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> std::io::Result<Option<RawBatch>> {
+        let mut batch = RawBatch {
+            data: Vec::with_capacity(max_bytes.min(8 << 20)),
+            ..Default::default()
+        };
         while batch.len() < max_records && batch.data.len() < max_bytes {
             let start = batch.data.len();
             let n = self.reader.read_until(b'\n', &mut batch.data)?;

@@ -80,9 +80,17 @@ impl StreamSummary {
 impl fmt::Display for StreamSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let check = if self.reconciles() { "ok" } else { "MISMATCH" };
-        writeln!(f, "{}: read {} = written {} + duplicates {} + dead-lettered {} [{check}]", self.stream, self.read, self.written, self.duplicates, self.dead_lettered)?;
+        writeln!(
+            f,
+            "{}: read {} = written {} + duplicates {} + dead-lettered {} [{check}]",
+            self.stream, self.read, self.written, self.duplicates, self.dead_lettered
+        )?;
         if !self.dead_letter_reasons.is_empty() {
-            let reasons: Vec<String> = self.dead_letter_reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let reasons: Vec<String> = self
+                .dead_letter_reasons
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
             writeln!(f, "  dead letters by reason: {}", reasons.join(", "))?;
         }
         write!(

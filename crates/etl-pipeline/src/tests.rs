@@ -26,7 +26,11 @@ fn pipeline(lake_dir: &Path, options: PipelineOptions) -> Pipeline {
 }
 
 fn small_batches() -> PipelineOptions {
-    PipelineOptions { batch_max_records: 1500, parallelism: 2, ..PipelineOptions::default() }
+    PipelineOptions {
+        batch_max_records: 1500,
+        parallelism: 2,
+        ..PipelineOptions::default()
+    }
 }
 
 /// What the generator produced for one stream: the valid lines by event_id (first copy).
@@ -45,7 +49,11 @@ fn generate(dir: &Path, cfg: GeneratorConfig) -> (PathBuf, PathBuf, HashMap<Stre
     let mut expected: HashMap<Stream, Expected> = HashMap::new();
     let mut generator = Generator::new(cfg).unwrap();
     while let Some((stream, kind, line)) = generator.next_record() {
-        let out: &mut dyn Write = if stream == Stream::AppEvents { &mut app } else { &mut call };
+        let out: &mut dyn Write = if stream == Stream::AppEvents {
+            &mut app
+        } else {
+            &mut call
+        };
         out.write_all(line).unwrap();
         out.write_all(b"\n").unwrap();
         let e = expected.entry(stream).or_default();
@@ -58,7 +66,10 @@ fn generate(dir: &Path, cfg: GeneratorConfig) -> (PathBuf, PathBuf, HashMap<Stre
                     }
                 }
                 let id = v["event_id"].as_str().unwrap().to_string();
-                assert!(e.valid.insert(id, v).is_none(), "generator repeated an event_id in a Valid record");
+                assert!(
+                    e.valid.insert(id, v).is_none(),
+                    "generator repeated an event_id in a Valid record"
+                );
             }
             RecordKind::Duplicate => e.duplicates += 1,
             RecordKind::Malformed(k) => *e.malformed.entry(format!("{k:?}")).or_default() += 1,
@@ -101,14 +112,22 @@ fn read_table(lake_dir: &Path, table: &str) -> Vec<(PathBuf, arrow::array::Recor
 
 fn strings(batch: &arrow::array::RecordBatch, name: &str) -> Vec<Option<String>> {
     use arrow::array::AsArray;
-    batch.column_by_name(name).unwrap().as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect()
+    batch
+        .column_by_name(name)
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect()
 }
 
 fn dead_letters(lake_dir: &Path, stream: &str) -> Vec<DeadLetter> {
     let mut out = Vec::new();
     let mut stack = vec![lake_dir.join("dead-letters").join(stream)];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries {
             let path = entry.unwrap().path();
             if path.is_dir() {
@@ -126,13 +145,22 @@ fn dead_letters(lake_dir: &Path, stream: &str) -> Vec<DeadLetter> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_events_land_exactly_once_with_dead_letters_reconciled() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = GeneratorConfig { seed: 7, events: 24_000, duplicate_rate: 0.03, malformed_rate: 0.01, ..GeneratorConfig::default() };
+    let cfg = GeneratorConfig {
+        seed: 7,
+        events: 24_000,
+        duplicate_rate: 0.03,
+        malformed_rate: 0.01,
+        ..GeneratorConfig::default()
+    };
     let (app_path, call_path, expected) = generate(tmp.path(), cfg);
     let lake_dir = tmp.path().join("lake");
     let p = pipeline(&lake_dir, small_batches());
     p.sync_catalog().await.unwrap();
 
-    for (stream, path) in [(Stream::AppEvents, &app_path), (Stream::CallEvents, &call_path)] {
+    for (stream, path) in [
+        (Stream::AppEvents, &app_path),
+        (Stream::CallEvents, &call_path),
+    ] {
         let name = stream.as_str();
         let exp = &expected[&stream];
         let source = LineSource::open(path.to_str().unwrap()).unwrap();
@@ -140,7 +168,11 @@ async fn generated_events_land_exactly_once_with_dead_letters_reconciled() {
         assert!(summary.reconciles(), "{summary}");
         assert_eq!(summary.written, exp.valid.len() as u64, "{name}: {summary}");
         assert_eq!(summary.duplicates, exp.duplicates, "{name}: {summary}");
-        assert_eq!(summary.dead_lettered, exp.malformed.values().sum::<u64>(), "{name}: {summary}");
+        assert_eq!(
+            summary.dead_lettered,
+            exp.malformed.values().sum::<u64>(),
+            "{name}: {summary}"
+        );
         let mut expected_reasons: BTreeMap<String, u64> = BTreeMap::new();
         for (kind, n) in &exp.malformed {
             let reason = match kind.as_str() {
@@ -165,24 +197,41 @@ async fn generated_events_land_exactly_once_with_dead_letters_reconciled() {
             let ids = strings(&batch, "event_id");
             let types = strings(&batch, "event_type");
             let accounts = strings(&batch, "account_id");
-            let ts = arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampMillisecondType>(batch.column_by_name("occurred_at").unwrap()).clone();
+            let ts = arrow::array::AsArray::as_primitive::<
+                arrow::datatypes::TimestampMillisecondType,
+            >(batch.column_by_name("occurred_at").unwrap())
+            .clone();
             let dir = file.parent().unwrap().to_string_lossy().into_owned();
             for i in 0..batch.num_rows() {
                 let id = ids[i].clone().unwrap();
-                let input = exp.valid.get(&id).unwrap_or_else(|| panic!("{id} was not a valid input event"));
+                let input = exp
+                    .valid
+                    .get(&id)
+                    .unwrap_or_else(|| panic!("{id} was not a valid input event"));
                 assert!(seen.insert(id.clone()), "{id} written twice");
                 assert_eq!(types[i].as_deref(), input["event_type"].as_str());
                 assert_eq!(accounts[i].as_deref(), input["account_id"].as_str());
                 // The row sits in the partition of its own occurred_at.
                 let ms = ts.value(i);
                 let dt = chrono::DateTime::from_timestamp_millis(ms).unwrap();
-                assert!(dir.ends_with(&format!("dt={}/hour={}", dt.format("%Y-%m-%d"), dt.format("%H"))), "{dir} vs {dt}");
+                assert!(
+                    dir.ends_with(&format!(
+                        "dt={}/hour={}",
+                        dt.format("%Y-%m-%d"),
+                        dt.format("%H")
+                    )),
+                    "{dir} vs {dt}"
+                );
             }
             // No raw phone number in any text column.
             for (f, col) in batch.schema().fields().iter().zip(batch.columns()) {
                 if let Some(s) = arrow::array::AsArray::as_string_opt::<i32>(col) {
                     for v in s.iter().flatten() {
-                        assert!(!exp.phones.contains(v) && !v.starts_with('+'), "raw phone in column {}: {v}", f.name());
+                        assert!(
+                            !exp.phones.contains(v) && !v.starts_with('+'),
+                            "raw phone in column {}: {v}",
+                            f.name()
+                        );
                     }
                 }
             }
@@ -192,15 +241,30 @@ async fn generated_events_land_exactly_once_with_dead_letters_reconciled() {
 
         let letters = dead_letters(&lake_dir, name);
         assert_eq!(letters.len() as u64, summary.dead_lettered);
-        assert!(letters.iter().all(|l| !l.reason.is_empty() && !l.message.is_empty() && (l.raw.is_some() ^ l.raw_base64.is_some())));
-        let partitions = FileCatalog::new(Lake::open(lake_dir.to_str().unwrap()).unwrap()).partitions(name).await.unwrap();
+        assert!(letters.iter().all(|l| !l.reason.is_empty()
+            && !l.message.is_empty()
+            && (l.raw.is_some() ^ l.raw_base64.is_some())));
+        let partitions = FileCatalog::new(Lake::open(lake_dir.to_str().unwrap()).unwrap())
+            .partitions(name)
+            .await
+            .unwrap();
         assert_eq!(partitions.len(), summary.partitions.len());
     }
     // Re-running the same input rewrites the same files: nothing doubles.
     let before = read_table(&lake_dir, "call_events").len();
     let p2 = pipeline(&lake_dir, small_batches());
-    let summary = p2.ingest("call_events", Box::new(LineSource::open(call_path.to_str().unwrap()).unwrap()), None).await.unwrap();
-    let rows: usize = read_table(&lake_dir, "call_events").iter().map(|(_, b)| b.num_rows()).sum();
+    let summary = p2
+        .ingest(
+            "call_events",
+            Box::new(LineSource::open(call_path.to_str().unwrap()).unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+    let rows: usize = read_table(&lake_dir, "call_events")
+        .iter()
+        .map(|(_, b)| b.num_rows())
+        .sum();
     assert_eq!(rows as u64, summary.written);
     assert_eq!(read_table(&lake_dir, "call_events").len(), before);
 }
@@ -209,7 +273,10 @@ async fn generated_events_land_exactly_once_with_dead_letters_reconciled() {
 async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let good = r#"{"event_id":"ok-1","event_type":"login","occurred_at":"2026-11-01T10:00:00Z","user_id":"u","account_id":"a","platform":"ios"}"#;
-    let big = format!(r#"{{"event_id":"big","event_type":"login","occurred_at":"2026-11-01T10:00:00Z","user_id":"u","account_id":"a","platform":"ios","properties":{{"blob":"{}"}}}}"#, "x".repeat(2 << 20));
+    let big = format!(
+        r#"{{"event_id":"big","event_type":"login","occurred_at":"2026-11-01T10:00:00Z","user_id":"u","account_id":"a","platform":"ios","properties":{{"blob":"{}"}}}}"#,
+        "x".repeat(2 << 20)
+    );
     let mut input: Vec<u8> = Vec::new();
     for line in [
         good.as_bytes(),
@@ -226,18 +293,51 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason() {
     let lake_dir = tmp.path().join("lake");
     let p = pipeline(&lake_dir, PipelineOptions::default());
     p.sync_catalog().await.unwrap();
-    let source = LineSource::from_reader(Box::new(std::io::Cursor::new(input)), "bad.ndjson", "bad", 0);
-    let summary = p.ingest("app_events", Box::new(source), None).await.unwrap();
-    assert_eq!((summary.read, summary.written, summary.dead_lettered), (7, 1, 6), "{summary}");
-    let mut by_position: Vec<(u64, String)> =
-        dead_letters(&lake_dir, "app_events").into_iter().map(|l| (l.source.position.parse().unwrap(), l.reason)).collect();
+    let source = LineSource::from_reader(
+        Box::new(std::io::Cursor::new(input)),
+        "bad.ndjson",
+        "bad",
+        0,
+    );
+    let summary = p
+        .ingest("app_events", Box::new(source), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.read, summary.written, summary.dead_lettered),
+        (7, 1, 6),
+        "{summary}"
+    );
+    let mut by_position: Vec<(u64, String)> = dead_letters(&lake_dir, "app_events")
+        .into_iter()
+        .map(|l| (l.source.position.parse().unwrap(), l.reason))
+        .collect();
     by_position.sort();
     let reasons: Vec<&str> = by_position.iter().map(|(_, r)| r.as_str()).collect();
-    assert_eq!(reasons, ["invalid_json", "wrong_type", "missing_field", "unknown_enum_value", "too_large", "invalid_utf8"]);
-    let utf8 = dead_letters(&lake_dir, "app_events").into_iter().find(|l| l.reason == "invalid_utf8").unwrap();
+    assert_eq!(
+        reasons,
+        [
+            "invalid_json",
+            "wrong_type",
+            "missing_field",
+            "unknown_enum_value",
+            "too_large",
+            "invalid_utf8"
+        ]
+    );
+    let utf8 = dead_letters(&lake_dir, "app_events")
+        .into_iter()
+        .find(|l| l.reason == "invalid_utf8")
+        .unwrap();
     assert!(utf8.raw.is_none());
-    assert!(utf8.original_bytes().windows(2).any(|w| w == b"\xff\xfe"), "original bytes kept");
-    let big_letter = dead_letters(&lake_dir, "app_events").into_iter().find(|l| l.reason == "too_large").unwrap();
+    assert!(
+        utf8.original_bytes().windows(2).any(|w| w == b"\xff\xfe"),
+        "original bytes kept"
+    );
+    let big_letter = dead_letters(&lake_dir, "app_events")
+        .into_iter()
+        .find(|l| l.reason == "too_large")
+        .unwrap();
     assert_eq!(big_letter.original_bytes().len(), big.len());
 }
 
@@ -252,7 +352,15 @@ async fn gzip_input_is_detected() {
     let lake_dir = tmp.path().join("lake");
     let p = pipeline(&lake_dir, PipelineOptions::default());
     p.sync_catalog().await.unwrap();
-    let source = LineSource::from_reader(Box::new(std::io::Cursor::new(bytes)), "in.ndjson.gz", "gz", 0);
-    let summary = p.ingest("app_events", Box::new(source), None).await.unwrap();
+    let source = LineSource::from_reader(
+        Box::new(std::io::Cursor::new(bytes)),
+        "in.ndjson.gz",
+        "gz",
+        0,
+    );
+    let summary = p
+        .ingest("app_events", Box::new(source), None)
+        .await
+        .unwrap();
     assert_eq!((summary.read, summary.written), (10, 10), "{summary}");
 }

@@ -2,7 +2,9 @@
 //! backoff until a terminal state, page through `GetStatementResult`.
 
 use crate::error::{sql_excerpt, RedshiftError};
-use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema};
 use etl_aws::redshiftdata::types::{Field, SqlParameter, StatusString};
 use etl_aws::redshiftdata::Client;
@@ -35,11 +37,16 @@ impl DataApiTarget {
     /// cluster.
     pub fn validate(&self) -> Result<(), RedshiftError> {
         match (&self.cluster_identifier, &self.workgroup_name) {
-            (Some(_), Some(_)) => Err(RedshiftError::Config("set cluster_identifier or workgroup_name, not both".into())),
-            (None, None) => Err(RedshiftError::Config("set cluster_identifier (provisioned) or workgroup_name (serverless)".into())),
-            (None, Some(_)) if self.db_user.is_some() => {
-                Err(RedshiftError::Config("db_user works with cluster_identifier only; use secret_arn or IAM for a workgroup".into()))
-            }
+            (Some(_), Some(_)) => Err(RedshiftError::Config(
+                "set cluster_identifier or workgroup_name, not both".into(),
+            )),
+            (None, None) => Err(RedshiftError::Config(
+                "set cluster_identifier (provisioned) or workgroup_name (serverless)".into(),
+            )),
+            (None, Some(_)) if self.db_user.is_some() => Err(RedshiftError::Config(
+                "db_user works with cluster_identifier only; use secret_arn or IAM for a workgroup"
+                    .into(),
+            )),
             _ if self.database.is_empty() => Err(RedshiftError::Config("database is empty".into())),
             _ => Ok(()),
         }
@@ -60,7 +67,11 @@ pub struct PollSettings {
 
 impl Default for PollSettings {
     fn default() -> Self {
-        PollSettings { initial_ms: 100, max_ms: 5_000, timeout_ms: 3_600_000 }
+        PollSettings {
+            initial_ms: 100,
+            max_ms: 5_000,
+            timeout_ms: 3_600_000,
+        }
     }
 }
 
@@ -83,13 +94,25 @@ pub struct DataApi {
 
 impl DataApi {
     /// Binds `client` to `target` (validated).
-    pub fn new(client: Client, target: DataApiTarget, poll: PollSettings) -> Result<Self, RedshiftError> {
+    pub fn new(
+        client: Client,
+        target: DataApiTarget,
+        poll: PollSettings,
+    ) -> Result<Self, RedshiftError> {
         target.validate()?;
-        Ok(DataApi { client, target, poll })
+        Ok(DataApi {
+            client,
+            target,
+            poll,
+        })
     }
 
     /// Runs one statement with `:name` parameters and waits for it; returns its id.
-    pub async fn execute(&self, sql: &str, params: &[(&str, &str)]) -> Result<String, RedshiftError> {
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, RedshiftError> {
         let parameters = params
             .iter()
             .map(|(n, v)| SqlParameter::builder().name(*n).value(*v).build())
@@ -118,7 +141,10 @@ impl DataApi {
     /// returns the ids of the sub-statements (`<id>:1`, `<id>:2`, …).
     pub async fn batch(&self, sqls: &[String]) -> Result<Vec<String>, RedshiftError> {
         if sqls.is_empty() || sqls.len() > 40 {
-            return Err(RedshiftError::Config(format!("a batch holds 1 to 40 statements, not {}", sqls.len())));
+            return Err(RedshiftError::Config(format!(
+                "a batch holds 1 to 40 statements, not {}",
+                sqls.len()
+            )));
         }
         let t = &self.target;
         let out = self
@@ -139,7 +165,11 @@ impl DataApi {
         if subs.len() != sqls.len() {
             return Err(RedshiftError::Protocol {
                 id,
-                message: format!("{} sub-statements for {} statements", subs.len(), sqls.len()),
+                message: format!(
+                    "{} sub-statements for {} statements",
+                    subs.len(),
+                    sqls.len()
+                ),
             });
         }
         Ok(subs)
@@ -162,14 +192,22 @@ impl DataApi {
             let status = out.status().cloned();
             match status {
                 Some(StatusString::Finished) => {
-                    return Ok(out.sub_statements().iter().map(|s| s.id().to_string()).collect());
+                    return Ok(out
+                        .sub_statements()
+                        .iter()
+                        .map(|s| s.id().to_string())
+                        .collect());
                 }
                 Some(s @ (StatusString::Failed | StatusString::Aborted)) => {
                     // The batch's error names the failing statement; fall back to a sub-statement's.
                     let message = out
                         .error()
                         .map(str::to_string)
-                        .or_else(|| out.sub_statements().iter().find_map(|x| x.error().map(str::to_string)))
+                        .or_else(|| {
+                            out.sub_statements()
+                                .iter()
+                                .find_map(|x| x.error().map(str::to_string))
+                        })
                         .unwrap_or_else(|| "no error message".into());
                     return Err(RedshiftError::StatementFailed {
                         id: id.to_string(),
@@ -183,12 +221,18 @@ impl DataApi {
                     if waited >= Duration::from_millis(self.poll.timeout_ms) {
                         return Err(RedshiftError::Timeout {
                             id: id.to_string(),
-                            status: other.map_or_else(|| "unknown".into(), |s| s.as_str().to_string()),
+                            status: other
+                                .map_or_else(|| "unknown".into(), |s| s.as_str().to_string()),
                             waited_ms: waited.as_millis(),
                             sql: sql_excerpt(sql),
                         });
                     }
-                    tracing::trace!(id, ?other, delay_ms = delay.as_millis() as u64, "statement not finished");
+                    tracing::trace!(
+                        id,
+                        ?other,
+                        delay_ms = delay.as_millis() as u64,
+                        "statement not finished"
+                    );
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(self.poll.max_ms.max(1)));
                 }
@@ -213,7 +257,12 @@ impl DataApi {
                 result.columns = out
                     .column_metadata()
                     .iter()
-                    .map(|c| (c.name().unwrap_or_default().to_string(), c.type_name().unwrap_or_default().to_string()))
+                    .map(|c| {
+                        (
+                            c.name().unwrap_or_default().to_string(),
+                            c.type_name().unwrap_or_default().to_string(),
+                        )
+                    })
                     .collect();
             }
             result.rows.extend(out.records().iter().cloned());
@@ -229,7 +278,10 @@ impl DataApi {
 /// booleans → Boolean, everything else (numeric, dates, timestamps, text) → Utf8 as Redshift
 /// sends it.
 pub fn to_record_batch(result: &ResultSet) -> Result<RecordBatch, RedshiftError> {
-    let protocol = |message: String| RedshiftError::Protocol { id: "result".into(), message };
+    let protocol = |message: String| RedshiftError::Protocol {
+        id: "result".into(),
+        message,
+    };
     let mut fields = Vec::with_capacity(result.columns.len());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(result.columns.len());
     for (i, (name, type_name)) in result.columns.iter().enumerate() {
@@ -246,7 +298,11 @@ pub fn to_record_batch(result: &ResultSet) -> Result<RecordBatch, RedshiftError>
                 for cell in cells {
                     match cell {
                         Some(Field::LongValue(v)) => b.append_value(*v),
-                        Some(Field::StringValue(s)) => b.append_value(s.parse().map_err(|_| protocol(format!("{name}: `{s}` is not an integer")))?),
+                        Some(Field::StringValue(s)) => {
+                            b.append_value(s.parse().map_err(|_| {
+                                protocol(format!("{name}: `{s}` is not an integer"))
+                            })?)
+                        }
                         _ => b.append_null(),
                     }
                 }

@@ -46,7 +46,10 @@ impl TableDef {
 
     /// Column names in Parquet order.
     pub fn column_names(&self) -> Vec<String> {
-        self.columns.iter().map(|(n, _, _)| n.as_str().to_string()).collect()
+        self.columns
+            .iter()
+            .map(|(n, _, _)| n.as_str().to_string())
+            .collect()
     }
 
     fn has(&self, column: &str) -> bool {
@@ -75,7 +78,11 @@ impl TableDef {
         if flavor == SqlFlavor::Redshift {
             sql.push_str("\nDISTSTYLE AUTO");
             if self.has("occurred_at") {
-                let second = if self.has("event_id") { ", \"event_id\"" } else { "" };
+                let second = if self.has("event_id") {
+                    ", \"event_id\""
+                } else {
+                    ""
+                };
                 sql.push_str(&format!("\nCOMPOUND SORTKEY (\"occurred_at\"{second})"));
             } else {
                 sql.push_str("\nSORTKEY AUTO");
@@ -88,31 +95,54 @@ impl TableDef {
     /// beyond NOT NULL: `COPY` maps Parquet columns by position. Temporary, so it vanishes with
     /// the session even if the `DROP` never runs.
     pub fn create_staging_sql(&self, staging: &Ident) -> String {
-        format!("CREATE TEMP TABLE {staging} (\n  {}\n)", self.column_list(true))
+        format!(
+            "CREATE TEMP TABLE {staging} (\n  {}\n)",
+            self.column_list(true)
+        )
     }
 
     /// The columns of `existing` (names in table order) that this definition lacks; errors
     /// when `existing` is not a prefix-compatible subset (a column renamed, dropped or of an
     /// unknown name). Loads map staging to target by name, so the target's order may differ.
-    pub fn missing_columns(&self, existing: &[String]) -> Result<Vec<&(Ident, String, bool)>, RedshiftError> {
+    pub fn missing_columns(
+        &self,
+        existing: &[String],
+    ) -> Result<Vec<&(Ident, String, bool)>, RedshiftError> {
         let expected = self.column_names();
         if let Some(unknown) = existing.iter().find(|c| !expected.contains(c)) {
-            tracing::warn!(table = self.name.as_str(), column = unknown.as_str(), "table has a column the schema lacks");
+            tracing::warn!(
+                table = self.name.as_str(),
+                column = unknown.as_str(),
+                "table has a column the schema lacks"
+            );
             return Err(RedshiftError::ColumnMismatch {
                 table: self.name.as_str().to_string(),
                 found: existing.to_vec(),
                 expected,
             });
         }
-        Ok(self.columns.iter().filter(|(n, _, _)| !existing.iter().any(|e| e == n.as_str())).collect())
+        Ok(self
+            .columns
+            .iter()
+            .filter(|(n, _, _)| !existing.iter().any(|e| e == n.as_str()))
+            .collect())
     }
 
     /// `ALTER TABLE ... ADD COLUMN` for each of `missing` (added columns are nullable: existing
     /// rows have no value).
-    pub fn add_column_sqls(&self, schema: &Ident, missing: &[&(Ident, String, bool)]) -> Vec<String> {
+    pub fn add_column_sqls(
+        &self,
+        schema: &Ident,
+        missing: &[&(Ident, String, bool)],
+    ) -> Vec<String> {
         missing
             .iter()
-            .map(|(n, ty, _)| format!("ALTER TABLE {} ADD COLUMN {n} {ty}", qualified(schema, &self.name)))
+            .map(|(n, ty, _)| {
+                format!(
+                    "ALTER TABLE {} ADD COLUMN {n} {ty}",
+                    qualified(schema, &self.name)
+                )
+            })
             .collect()
     }
 }
@@ -140,13 +170,23 @@ pub fn create_ledger_sql(schema: &Ident, flavor: SqlFlavor) -> String {
 /// search path (view bodies name tables unqualified), drop the views in reverse order, create
 /// them in order. Run them as one transaction so readers see the old or the new set.
 pub fn view_sqls(schema: &Ident, views: &[ViewDef]) -> Result<Vec<String>, RedshiftError> {
-    let names = views.iter().map(|v| Ident::new("view", &v.name)).collect::<Result<Vec<_>, _>>()?;
+    let names = views
+        .iter()
+        .map(|v| Ident::new("view", &v.name))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut sqls = vec![format!("SET search_path TO {schema}")];
     for name in names.iter().rev() {
-        sqls.push(format!("DROP VIEW IF EXISTS {} CASCADE", qualified(schema, name)));
+        sqls.push(format!(
+            "DROP VIEW IF EXISTS {} CASCADE",
+            qualified(schema, name)
+        ));
     }
     for (view, name) in views.iter().zip(&names) {
-        sqls.push(format!("CREATE VIEW {} AS\n{}", qualified(schema, name), view.sql_body));
+        sqls.push(format!(
+            "CREATE VIEW {} AS\n{}",
+            qualified(schema, name),
+            view.sql_body
+        ));
     }
     Ok(sqls)
 }
@@ -163,7 +203,10 @@ mod tests {
 
     fn calls() -> TableDef {
         let schemas = etl_schema::embedded().unwrap_or_default();
-        let calls = schemas.iter().find(|s| s.stream == "call_events").map(TableDef::from_schema);
+        let calls = schemas
+            .iter()
+            .find(|s| s.stream == "call_events")
+            .map(TableDef::from_schema);
         match calls {
             Some(Ok(t)) => t,
             other => panic!("call_events schema: {other:?}"),
@@ -184,7 +227,8 @@ mod tests {
         assert_eq!(names.last().map(String::as_str), Some("extras"));
         let pg = table.create_sql(&schema, SqlFlavor::Postgres);
         assert!(!pg.contains("DISTSTYLE") && !pg.contains("SORTKEY"), "{pg}");
-        Parser::parse_sql(&RedshiftSqlDialect {}, &pg).expect("the PostgreSQL flavour parses as Redshift");
+        Parser::parse_sql(&RedshiftSqlDialect {}, &pg)
+            .expect("the PostgreSQL flavour parses as Redshift");
     }
 
     #[test]
@@ -195,8 +239,13 @@ mod tests {
         let missing = table.missing_columns(&existing).expect("a subset");
         assert_eq!(missing.len(), table.columns.len() - 2);
         let sqls = table.add_column_sqls(&schema, &missing);
-        assert_eq!(sqls[0], "ALTER TABLE \"analytics\".\"call_events\" ADD COLUMN \"event_type\" VARCHAR(16)");
-        let err = table.missing_columns(&["event_id".into(), "legacy".into()]).expect_err("unknown column");
+        assert_eq!(
+            sqls[0],
+            "ALTER TABLE \"analytics\".\"call_events\" ADD COLUMN \"event_type\" VARCHAR(16)"
+        );
+        let err = table
+            .missing_columns(&["event_id".into(), "legacy".into()])
+            .expect_err("unknown column");
         assert!(err.to_string().contains("legacy"), "{err}");
     }
 
@@ -207,9 +256,16 @@ mod tests {
         let sqls = view_sqls(&schema, &views).expect("valid names");
         assert_eq!(sqls.len(), 1 + 2 * views.len());
         assert_eq!(sqls[0], "SET search_path TO \"analytics\"");
-        let create_base = sqls.iter().position(|s| s.starts_with("CREATE VIEW \"analytics\".\"call_outcomes\""));
-        let create_asr = sqls.iter().position(|s| s.starts_with("CREATE VIEW \"analytics\".\"answer_seizure_ratio\""));
-        assert!(create_base < create_asr && create_base.is_some(), "{sqls:?}");
+        let create_base = sqls
+            .iter()
+            .position(|s| s.starts_with("CREATE VIEW \"analytics\".\"call_outcomes\""));
+        let create_asr = sqls
+            .iter()
+            .position(|s| s.starts_with("CREATE VIEW \"analytics\".\"answer_seizure_ratio\""));
+        assert!(
+            create_base < create_asr && create_base.is_some(),
+            "{sqls:?}"
+        );
         for sql in &sqls[1 + views.len()..] {
             Parser::parse_sql(&RedshiftSqlDialect {}, sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
         }

@@ -5,11 +5,19 @@
 pub enum RedshiftError {
     /// A configured name is not a safe SQL identifier.
     #[error("invalid {what} `{value}`: {reason}")]
-    InvalidIdentifier { what: String, value: String, reason: String },
+    InvalidIdentifier {
+        what: String,
+        value: String,
+        reason: String,
+    },
 
     /// A configured value cannot be a safe SQL string literal.
     #[error("invalid {what} `{value}`: {reason}")]
-    InvalidLiteral { what: String, value: String, reason: String },
+    InvalidLiteral {
+        what: String,
+        value: String,
+        reason: String,
+    },
 
     /// The settings cannot work (e.g. neither a cluster nor a workgroup).
     #[error("invalid Redshift setting: {0}")]
@@ -20,12 +28,18 @@ pub enum RedshiftError {
     UnknownTable { table: String, known: String },
 
     /// A load file is not in S3 (Redshift COPY reads S3 only).
-    #[error("load file {uri} of batch {batch_id} is not an s3:// URL; Redshift can COPY from S3 only")]
+    #[error(
+        "load file {uri} of batch {batch_id} is not an s3:// URL; Redshift can COPY from S3 only"
+    )]
     NotInS3 { uri: String, batch_id: String },
 
     /// An existing table's columns are not the schema's columns.
     #[error("table {table} has columns {found:?} where the schema expects {expected:?}; fix the table by hand (migrate only adds columns)")]
-    ColumnMismatch { table: String, found: Vec<String>, expected: Vec<String> },
+    ColumnMismatch {
+        table: String,
+        found: Vec<String>,
+        expected: Vec<String>,
+    },
 
     /// A Data API or S3 call failed (the SDK already retried it).
     #[error("{operation} failed: {message}")]
@@ -33,11 +47,21 @@ pub enum RedshiftError {
 
     /// A statement ended `FAILED` or `ABORTED`; `message` is Redshift's error text.
     #[error("statement {id} {status}: {message}; SQL: {sql}")]
-    StatementFailed { id: String, status: String, message: String, sql: String },
+    StatementFailed {
+        id: String,
+        status: String,
+        message: String,
+        sql: String,
+    },
 
     /// A statement did not finish within the configured time.
     #[error("statement {id} still {status} after {waited_ms} ms; SQL: {sql}")]
-    Timeout { id: String, status: String, waited_ms: u128, sql: String },
+    Timeout {
+        id: String,
+        status: String,
+        waited_ms: u128,
+        sql: String,
+    },
 
     /// The Data API answered something this client cannot read.
     #[error("unexpected Data API answer for {id}: {message}")]
@@ -46,7 +70,10 @@ pub enum RedshiftError {
 
 impl RedshiftError {
     pub(crate) fn aws(operation: &str, err: &(dyn std::error::Error + 'static)) -> Self {
-        RedshiftError::Aws { operation: operation.to_string(), message: etl_aws::describe_error(err) }
+        RedshiftError::Aws {
+            operation: operation.to_string(),
+            message: etl_aws::describe_error(err),
+        }
     }
 }
 

@@ -36,7 +36,9 @@ impl Ident {
             return Err(refuse("it must start with a lowercase letter or `_`"));
         }
         if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$') {
-            return Err(refuse("only lowercase letters, digits, `_` and `$` are allowed"));
+            return Err(refuse(
+                "only lowercase letters, digits, `_` and `$` are allowed",
+            ));
         }
         Ok(Ident(name.to_string()))
     }
@@ -65,7 +67,9 @@ pub fn literal(what: &str, value: &str) -> Result<String, RedshiftError> {
         return Err(RedshiftError::InvalidLiteral {
             what: what.to_string(),
             value: value.to_string(),
-            reason: format!("it contains {bad:?}; backslashes and control characters are not allowed"),
+            reason: format!(
+                "it contains {bad:?}; backslashes and control characters are not allowed"
+            ),
         });
     }
     Ok(format!("'{}'", value.replace('\'', "''")))
@@ -78,10 +82,17 @@ pub fn iam_role_arn(value: &str) -> Result<String, RedshiftError> {
         value: value.to_string(),
         reason: reason.to_string(),
     };
-    let rest = value.strip_prefix("arn:").ok_or_else(|| refuse("it must start with `arn:`"))?;
+    let rest = value
+        .strip_prefix("arn:")
+        .ok_or_else(|| refuse("it must start with `arn:`"))?;
     let mut parts = rest.splitn(5, ':');
-    let (partition, service, region, account, resource) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
+    let (partition, service, region, account, resource) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    );
     let partition_ok = matches!(partition, Some("aws" | "aws-cn" | "aws-us-gov"));
     if !partition_ok || service != Some("iam") || region != Some("") {
         return Err(refuse("expected `arn:aws:iam::<account>:role/<name>`"));
@@ -89,12 +100,18 @@ pub fn iam_role_arn(value: &str) -> Result<String, RedshiftError> {
     if !account.is_some_and(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit())) {
         return Err(refuse("the account must be 12 digits"));
     }
-    let name = resource.and_then(|r| r.strip_prefix("role/")).ok_or_else(|| refuse("the resource must be `role/<name>`"))?;
+    let name = resource
+        .and_then(|r| r.strip_prefix("role/"))
+        .ok_or_else(|| refuse("the resource must be `role/<name>`"))?;
     let name_ok = !name.is_empty()
         && name.len() <= 512
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_/-".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_/-".contains(c));
     if !name_ok {
-        return Err(refuse("the role name may hold letters, digits and +=,.@_/- only"));
+        return Err(refuse(
+            "the role name may hold letters, digits and +=,.@_/- only",
+        ));
     }
     literal("iam_role_arn", value)
 }
@@ -107,15 +124,29 @@ pub fn s3_url(value: &str) -> Result<(String, String), RedshiftError> {
         value: value.to_string(),
         reason: reason.to_string(),
     };
-    let rest = value.strip_prefix("s3://").ok_or_else(|| refuse("it must start with `s3://`"))?;
-    let (bucket, key) = rest.split_once('/').ok_or_else(|| refuse("it must be `s3://bucket/key`"))?;
+    let rest = value
+        .strip_prefix("s3://")
+        .ok_or_else(|| refuse("it must start with `s3://`"))?;
+    let (bucket, key) = rest
+        .split_once('/')
+        .ok_or_else(|| refuse("it must be `s3://bucket/key`"))?;
     let bucket_ok = (3..=63).contains(&bucket.len())
-        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
     if !bucket_ok {
-        return Err(refuse("the bucket name must be 3-63 lowercase letters, digits, `.` or `-`"));
+        return Err(refuse(
+            "the bucket name must be 3-63 lowercase letters, digits, `.` or `-`",
+        ));
     }
-    if key.is_empty() || key.chars().any(|c| c == '\'' || c == '"' || c == '\\' || c.is_control()) {
-        return Err(refuse("the key must not be empty nor hold quotes, backslashes or control characters"));
+    if key.is_empty()
+        || key
+            .chars()
+            .any(|c| c == '\'' || c == '"' || c == '\\' || c.is_control())
+    {
+        return Err(refuse(
+            "the key must not be empty nor hold quotes, backslashes or control characters",
+        ));
     }
     Ok((bucket.to_string(), key.to_string()))
 }
@@ -126,11 +157,27 @@ mod tests {
 
     #[test]
     fn hostile_names_are_refused() {
-        for bad in ["x\"; drop table y; --", "", "Upper", "1abc", "a b", "a.b", "a-b", "a;b", "ä", &"a".repeat(128)] {
+        for bad in [
+            "x\"; drop table y; --",
+            "",
+            "Upper",
+            "1abc",
+            "a b",
+            "a.b",
+            "a-b",
+            "a;b",
+            "ä",
+            &"a".repeat(128),
+        ] {
             let err = Ident::new("table", bad).expect_err(bad);
             assert!(err.to_string().contains("table"), "{err}");
         }
-        assert_eq!(Ident::new("schema", "analytics_2").map(|i| i.to_string()).ok(), Some("\"analytics_2\"".into()));
+        assert_eq!(
+            Ident::new("schema", "analytics_2")
+                .map(|i| i.to_string())
+                .ok(),
+            Some("\"analytics_2\"".into())
+        );
     }
 
     #[test]
@@ -151,8 +198,17 @@ mod tests {
         ] {
             assert!(iam_role_arn(bad).is_err(), "{bad}");
         }
-        assert_eq!(s3_url("s3://my-bucket/a/b.parquet").ok(), Some(("my-bucket".into(), "a/b.parquet".into())));
-        for bad in ["s3://B/k", "s3://bucket/", "s3://bucket/k'x", "http://bucket/k", "s3://bucket"] {
+        assert_eq!(
+            s3_url("s3://my-bucket/a/b.parquet").ok(),
+            Some(("my-bucket".into(), "a/b.parquet".into()))
+        );
+        for bad in [
+            "s3://B/k",
+            "s3://bucket/",
+            "s3://bucket/k'x",
+            "http://bucket/k",
+            "s3://bucket",
+        ] {
             assert!(s3_url(bad).is_err(), "{bad}");
         }
     }

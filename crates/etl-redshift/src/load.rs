@@ -56,7 +56,9 @@ impl Manifest {
             entries.push(ManifestEntry {
                 url: file.uri.clone(),
                 mandatory: true,
-                meta: ManifestMeta { content_length: file.bytes },
+                meta: ManifestMeta {
+                    content_length: file.bytes,
+                },
             });
         }
         Ok(Manifest { entries })
@@ -84,16 +86,32 @@ pub struct LoadSpec<'a> {
 }
 
 /// A staging-table name unique to the batch (temporary tables are per session anyway).
-pub fn staging_name(table: &TableDef, batch_id: &str, suffix: &str) -> Result<Ident, RedshiftError> {
-    let hash = batch_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+pub fn staging_name(
+    table: &TableDef,
+    batch_id: &str,
+    suffix: &str,
+) -> Result<Ident, RedshiftError> {
+    let hash = batch_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     let base: String = table.name.as_str().chars().take(80).collect();
-    Ident::new("staging table", &format!("stage_{base}_{hash:016x}{suffix}"))
+    Ident::new(
+        "staging table",
+        &format!("stage_{base}_{hash:016x}{suffix}"),
+    )
 }
 
 /// The statements of one load, in order, for one `BatchExecuteStatement` (≤ 40 statements).
 pub fn load_sqls(table: &TableDef, spec: &LoadSpec<'_>) -> Result<Vec<String>, RedshiftError> {
-    if !table.columns.iter().any(|(n, _, _)| n.as_str() == KEY_COLUMN) {
-        return Err(RedshiftError::Config(format!("table {} has no {KEY_COLUMN} column to merge on", table.name.as_str())));
+    if !table
+        .columns
+        .iter()
+        .any(|(n, _, _)| n.as_str() == KEY_COLUMN)
+    {
+        return Err(RedshiftError::Config(format!(
+            "table {} has no {KEY_COLUMN} column to merge on",
+            table.name.as_str()
+        )));
     }
     let target = qualified(spec.schema, &table.name);
     let ledger = format!("{}.\"{LEDGER_TABLE}\"", spec.schema);
@@ -106,7 +124,11 @@ pub fn load_sqls(table: &TableDef, spec: &LoadSpec<'_>) -> Result<Vec<String>, R
     let batch_lit = literal("batch id", &spec.request.batch_id)?;
     let loaded_at = literal("loaded_at", spec.loaded_at)?;
     let files = i64::try_from(spec.request.files.len()).unwrap_or(i64::MAX);
-    let cols: Vec<String> = table.columns.iter().map(|(n, _, _)| n.to_string()).collect();
+    let cols: Vec<String> = table
+        .columns
+        .iter()
+        .map(|(n, _, _)| n.to_string())
+        .collect();
     let col_list = cols.join(", ");
     let set_list = cols
         .iter()
@@ -114,8 +136,16 @@ pub fn load_sqls(table: &TableDef, spec: &LoadSpec<'_>) -> Result<Vec<String>, R
         .map(|c| format!("{c} = s.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let values = cols.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
-    let order = if table.columns.iter().any(|(n, _, _)| n.as_str() == "occurred_at") {
+    let values = cols
+        .iter()
+        .map(|c| format!("s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let order = if table
+        .columns
+        .iter()
+        .any(|(n, _, _)| n.as_str() == "occurred_at")
+    {
         "\"occurred_at\""
     } else {
         "\"event_id\""
@@ -158,26 +188,41 @@ mod tests {
         LoadRequest {
             table: "call_events".into(),
             batch_id: "calls.ndjson-1-100".into(),
-            files: uris.iter().map(|u| LoadFile { uri: (*u).into(), rows: 10, bytes: 1234 }).collect(),
+            files: uris
+                .iter()
+                .map(|u| LoadFile {
+                    uri: (*u).into(),
+                    rows: 10,
+                    bytes: 1234,
+                })
+                .collect(),
         }
     }
 
     #[test]
     fn the_manifest_lists_each_file_once_with_its_length() {
-        let m = Manifest::for_request(&request(&["s3://lake-b/a.parquet", "s3://lake-b/a.parquet", "s3://lake-b/b.parquet"]));
+        let m = Manifest::for_request(&request(&[
+            "s3://lake-b/a.parquet",
+            "s3://lake-b/a.parquet",
+            "s3://lake-b/b.parquet",
+        ]));
         let json = m.map(|m| m.to_json()).unwrap_or_default();
         assert_eq!(
             json,
             r#"{"entries":[{"url":"s3://lake-b/a.parquet","mandatory":true,"meta":{"content_length":1234}},{"url":"s3://lake-b/b.parquet","mandatory":true,"meta":{"content_length":1234}}]}"#
         );
-        let err = Manifest::for_request(&request(&["file:///tmp/a.parquet"])).expect_err("local file");
+        let err =
+            Manifest::for_request(&request(&["file:///tmp/a.parquet"])).expect_err("local file");
         assert!(err.to_string().contains("not an s3:// URL"), "{err}");
     }
 
     #[test]
     fn the_load_is_staging_copy_dedup_merge_ledger() -> Result<(), RedshiftError> {
         let schemas = etl_schema::embedded().map_err(|e| RedshiftError::Config(e.to_string()))?;
-        let calls = schemas.iter().find(|s| s.stream == "call_events").ok_or(RedshiftError::Config("no schema".into()))?;
+        let calls = schemas
+            .iter()
+            .find(|s| s.stream == "call_events")
+            .ok_or(RedshiftError::Config("no schema".into()))?;
         let table = TableDef::from_schema(calls)?;
         let schema = Ident::new("schema", "analytics")?;
         let req = request(&["s3://lake-b/a.parquet"]);
@@ -193,12 +238,33 @@ mod tests {
         assert!(sqls[1].starts_with("COPY \"stage_call_events_") && sqls[1].ends_with(
             "FROM 's3://lake-b/_manifests/x.manifest' IAM_ROLE 'arn:aws:iam::123456789012:role/Copy' FORMAT AS PARQUET MANIFEST"
         ), "{}", sqls[1]);
-        assert!(sqls[3].starts_with("MERGE INTO \"analytics\".\"call_events\" USING"), "{}", sqls[3]);
-        assert!(!sqls[3].contains("\"event_id\" = s.\"event_id\","), "the key is not updated: {}", sqls[3]);
-        let bad_role = LoadSpec { iam_role_arn: "arn:aws:iam::123456789012:role/x'; drop table y; --", ..spec.clone() };
+        assert!(
+            sqls[3].starts_with("MERGE INTO \"analytics\".\"call_events\" USING"),
+            "{}",
+            sqls[3]
+        );
+        assert!(
+            !sqls[3].contains("\"event_id\" = s.\"event_id\","),
+            "the key is not updated: {}",
+            sqls[3]
+        );
+        let bad_role = LoadSpec {
+            iam_role_arn: "arn:aws:iam::123456789012:role/x'; drop table y; --",
+            ..spec.clone()
+        };
         assert!(load_sqls(&table, &bad_role).is_err());
-        let bad_batch = LoadRequest { batch_id: "b\\'; drop table y; --".into(), ..req.clone() };
-        assert!(load_sqls(&table, &LoadSpec { request: &bad_batch, ..spec }).is_err());
+        let bad_batch = LoadRequest {
+            batch_id: "b\\'; drop table y; --".into(),
+            ..req.clone()
+        };
+        assert!(load_sqls(
+            &table,
+            &LoadSpec {
+                request: &bad_batch,
+                ..spec
+            }
+        )
+        .is_err());
         Ok(())
     }
 }

@@ -1,7 +1,9 @@
 //! [`RedshiftDataWarehouse`]: the [`Warehouse`] seam over the Redshift Data API.
 
 use crate::data_api::{to_record_batch, DataApi, DataApiTarget, PollSettings};
-use crate::ddl::{create_ledger_sql, create_schema_sql, view_sqls, SqlFlavor, TableDef, COLUMNS_QUERY};
+use crate::ddl::{
+    create_ledger_sql, create_schema_sql, view_sqls, SqlFlavor, TableDef, COLUMNS_QUERY,
+};
 use crate::error::{to_warehouse, RedshiftError};
 use crate::ident::{iam_role_arn, s3_url, Ident};
 use crate::load::{ledger_check_sql, load_sqls, LoadSpec, Manifest};
@@ -58,14 +60,20 @@ pub struct RedshiftDataWarehouse {
 
 impl std::fmt::Debug for RedshiftDataWarehouse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedshiftDataWarehouse").field("schema", &self.schema.as_str()).finish_non_exhaustive()
+        f.debug_struct("RedshiftDataWarehouse")
+            .field("schema", &self.schema.as_str())
+            .finish_non_exhaustive()
     }
 }
 
 impl RedshiftDataWarehouse {
     /// Checks `settings` (identifiers, role ARN, manifest prefix, target) and binds the clients.
     /// The tables of `schemas` are known for loads before `migrate` runs.
-    pub fn new(settings: RedshiftSettings, clients: &AwsClients, schemas: &[StreamSchema]) -> Result<Self, RedshiftError> {
+    pub fn new(
+        settings: RedshiftSettings,
+        clients: &AwsClients,
+        schemas: &[StreamSchema],
+    ) -> Result<Self, RedshiftError> {
         Self::with_clients(settings, clients.redshift_data(), clients.s3(), schemas)
     }
 
@@ -79,9 +87,18 @@ impl RedshiftDataWarehouse {
     ) -> Result<Self, RedshiftError> {
         let schema = Ident::new("schema", &settings.schema)?;
         iam_role_arn(&settings.iam_role_arn)?;
-        s3_url(&format!("{}/x", settings.manifest_prefix.trim_end_matches('/')))?;
+        s3_url(&format!(
+            "{}/x",
+            settings.manifest_prefix.trim_end_matches('/')
+        ))?;
         let api = DataApi::new(redshift_data, settings.target.clone(), settings.poll)?;
-        let warehouse = RedshiftDataWarehouse { api, s3, settings, schema, tables: RwLock::new(BTreeMap::new()) };
+        let warehouse = RedshiftDataWarehouse {
+            api,
+            s3,
+            settings,
+            schema,
+            tables: RwLock::new(BTreeMap::new()),
+        };
         warehouse.remember(schemas)?;
         Ok(warehouse)
     }
@@ -92,7 +109,10 @@ impl RedshiftDataWarehouse {
     }
 
     fn remember(&self, schemas: &[StreamSchema]) -> Result<Vec<TableDef>, RedshiftError> {
-        let defs = schemas.iter().map(TableDef::from_schema).collect::<Result<Vec<_>, _>>()?;
+        let defs = schemas
+            .iter()
+            .map(TableDef::from_schema)
+            .collect::<Result<Vec<_>, _>>()?;
         if let Ok(mut tables) = self.tables.write() {
             for def in &defs {
                 tables.insert(def.name.as_str().to_string(), def.clone());
@@ -102,23 +122,48 @@ impl RedshiftDataWarehouse {
     }
 
     fn table(&self, name: &str) -> Result<TableDef, RedshiftError> {
-        let tables = self.tables.read().map_err(|_| RedshiftError::Config("table registry poisoned".into()))?;
-        tables.get(name).cloned().ok_or_else(|| RedshiftError::UnknownTable {
-            table: name.to_string(),
-            known: tables.keys().cloned().collect::<Vec<_>>().join(", "),
-        })
+        let tables = self
+            .tables
+            .read()
+            .map_err(|_| RedshiftError::Config("table registry poisoned".into()))?;
+        tables
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RedshiftError::UnknownTable {
+                table: name.to_string(),
+                known: tables.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
     }
 
     /// Creates the schema, the ledger and every table (adding missing columns to existing
     /// ones), then recreates the views in one transaction.
-    pub async fn migrate_tables(&self, schemas: &[StreamSchema], views: &[ViewDef]) -> Result<(), RedshiftError> {
+    pub async fn migrate_tables(
+        &self,
+        schemas: &[StreamSchema],
+        views: &[ViewDef],
+    ) -> Result<(), RedshiftError> {
         let defs = self.remember(schemas)?;
-        let mut sqls = vec![create_schema_sql(&self.schema), create_ledger_sql(&self.schema, SqlFlavor::Redshift)];
-        sqls.extend(defs.iter().map(|d| d.create_sql(&self.schema, SqlFlavor::Redshift)));
+        let mut sqls = vec![
+            create_schema_sql(&self.schema),
+            create_ledger_sql(&self.schema, SqlFlavor::Redshift),
+        ];
+        sqls.extend(
+            defs.iter()
+                .map(|d| d.create_sql(&self.schema, SqlFlavor::Redshift)),
+        );
         self.api.batch(&sqls).await?;
         let mut alters = Vec::new();
         for def in &defs {
-            let id = self.api.execute(COLUMNS_QUERY, &[("schema", self.schema.as_str()), ("table", def.name.as_str())]).await?;
+            let id = self
+                .api
+                .execute(
+                    COLUMNS_QUERY,
+                    &[
+                        ("schema", self.schema.as_str()),
+                        ("table", def.name.as_str()),
+                    ],
+                )
+                .await?;
             let existing: Vec<String> = self
                 .api
                 .fetch(&id)
@@ -132,7 +177,11 @@ impl RedshiftDataWarehouse {
                 .collect();
             let missing = def.missing_columns(&existing)?;
             if !missing.is_empty() {
-                tracing::info!(table = def.name.as_str(), added = missing.len(), "adding columns");
+                tracing::info!(
+                    table = def.name.as_str(),
+                    added = missing.len(),
+                    "adding columns"
+                );
             }
             alters.extend(def.add_column_sqls(&self.schema, &missing));
         }
@@ -151,13 +200,24 @@ impl RedshiftDataWarehouse {
                 self.api.batch(&chunk).await?;
             }
         }
-        tracing::info!(schema = self.schema.as_str(), tables = defs.len(), views = views.len(), "warehouse migrated");
+        tracing::info!(
+            schema = self.schema.as_str(),
+            tables = defs.len(),
+            views = views.len(),
+            "warehouse migrated"
+        );
         Ok(())
     }
 
     /// Whether `batch_id` of `table` is in the load ledger.
     pub async fn is_loaded(&self, table: &str, batch_id: &str) -> Result<bool, RedshiftError> {
-        let id = self.api.execute(&ledger_check_sql(&self.schema), &[("table", table), ("batch_id", batch_id)]).await?;
+        let id = self
+            .api
+            .execute(
+                &ledger_check_sql(&self.schema),
+                &[("table", table), ("batch_id", batch_id)],
+            )
+            .await?;
         let result = self.api.fetch(&id).await?;
         Ok(match result.rows.first().and_then(|r| r.first()) {
             Some(Field::LongValue(n)) => *n > 0,
@@ -175,8 +235,17 @@ impl RedshiftDataWarehouse {
             return Ok(LoadOutcome::AlreadyLoaded);
         }
         let manifest = Manifest::for_request(request)?;
-        let safe_batch: String =
-            request.batch_id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=".contains(c) { c } else { '_' }).collect();
+        let safe_batch: String = request
+            .batch_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.=".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let manifest_url = format!(
             "{}/{}/{}.manifest",
             self.settings.manifest_prefix.trim_end_matches('/'),
@@ -225,7 +294,10 @@ impl RedshiftDataWarehouse {
     /// Runs one SQL statement with the warehouse schema first on the search path and returns
     /// its rows.
     pub async fn query_rows(&self, sql: &str) -> Result<RecordBatch, RedshiftError> {
-        let sqls = vec![format!("SET search_path TO {}", self.schema), sql.to_string()];
+        let sqls = vec![
+            format!("SET search_path TO {}", self.schema),
+            sql.to_string(),
+        ];
         let ids = self.api.batch(&sqls).await?;
         let id = ids.last().cloned().unwrap_or_default();
         to_record_batch(&self.api.fetch(&id).await?)
@@ -243,15 +315,27 @@ pub enum LoadOutcome {
 
 #[async_trait]
 impl Warehouse for RedshiftDataWarehouse {
-    async fn migrate(&self, schemas: &[StreamSchema], views: &[ViewDef]) -> etl_warehouse::Result<()> {
-        self.migrate_tables(schemas, views).await.map_err(|e| to_warehouse("migrate", e))
+    async fn migrate(
+        &self,
+        schemas: &[StreamSchema],
+        views: &[ViewDef],
+    ) -> etl_warehouse::Result<()> {
+        self.migrate_tables(schemas, views)
+            .await
+            .map_err(|e| to_warehouse("migrate", e))
     }
 
     async fn load(&self, request: &LoadRequest) -> etl_warehouse::Result<()> {
-        self.load_batch(request).await.map(|_| ()).map_err(|e| to_warehouse(&format!("load {}", request.batch_id), e))
+        self.load_batch(request)
+            .await
+            .map(|_| ())
+            .map_err(|e| to_warehouse(&format!("load {}", request.batch_id), e))
     }
 
     async fn query(&self, sql: &str) -> etl_warehouse::Result<Vec<RecordBatch>> {
-        self.query_rows(sql).await.map(|b| vec![b]).map_err(|e| to_warehouse(sql, e))
+        self.query_rows(sql)
+            .await
+            .map(|b| vec![b])
+            .map_err(|e| to_warehouse(sql, e))
     }
 }

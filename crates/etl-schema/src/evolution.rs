@@ -13,9 +13,19 @@ pub enum EvolutionError {
     #[error("stream `{stream}`: column `{column}` was removed or renamed; columns can only be added at the end (restore it, or create a new stream)")]
     Removed { stream: String, column: String },
     #[error("stream `{stream}`: column `{column}` changed type from {old} to {new}; a type change is breaking (add a new column instead)")]
-    TypeChanged { stream: String, column: String, old: String, new: String },
+    TypeChanged {
+        stream: String,
+        column: String,
+        old: String,
+        new: String,
+    },
     #[error("stream `{stream}`: column `{column}` moved from position {old} to {new}; add new fields at the end of the schema")]
-    Moved { stream: String, column: String, old: usize, new: usize },
+    Moved {
+        stream: String,
+        column: String,
+        old: usize,
+        new: usize,
+    },
     #[error("stream `{stream}`: field `{column}` is required but was not before, or is new and required; existing events may lack it, so keep it optional")]
     AddedRequired { stream: String, column: String },
     #[error("stream `{stream}`: version must grow when the schema changes (old {old}, new {new})")]
@@ -23,21 +33,40 @@ pub enum EvolutionError {
 }
 
 /// Checks that `new` is an additive evolution of `old` and returns the added lake columns.
-pub fn check_evolution(old: &StreamSchema, new: &StreamSchema) -> Result<Vec<LakeColumn>, EvolutionError> {
+pub fn check_evolution(
+    old: &StreamSchema,
+    new: &StreamSchema,
+) -> Result<Vec<LakeColumn>, EvolutionError> {
     let stream = new.stream.clone();
     let (old_cols, new_cols) = (old.lake_columns(), new.lake_columns());
     // `extras` is always last: compare the schema-defined prefix, then re-append it.
-    let (old_body, new_body) = (&old_cols[..old_cols.len() - 1], &new_cols[..new_cols.len() - 1]);
+    let (old_body, new_body) = (
+        &old_cols[..old_cols.len() - 1],
+        &new_cols[..new_cols.len() - 1],
+    );
     for (i, oc) in old_body.iter().enumerate() {
         match new_body.iter().position(|nc| nc.name == oc.name) {
-            None => return Err(EvolutionError::Removed { stream, column: oc.name.clone() }),
+            None => {
+                return Err(EvolutionError::Removed {
+                    stream,
+                    column: oc.name.clone(),
+                })
+            }
             Some(j) if j != i => {
-                return Err(EvolutionError::Moved { stream, column: oc.name.clone(), old: i, new: j })
+                return Err(EvolutionError::Moved {
+                    stream,
+                    column: oc.name.clone(),
+                    old: i,
+                    new: j,
+                })
             }
             Some(j) => {
                 let nc = &new_body[j];
                 if oc.nullable && !nc.nullable {
-                    return Err(EvolutionError::AddedRequired { stream, column: oc.name.clone() });
+                    return Err(EvolutionError::AddedRequired {
+                        stream,
+                        column: oc.name.clone(),
+                    });
                 }
                 if nc.data_type != oc.data_type {
                     return Err(EvolutionError::TypeChanged {
@@ -52,10 +81,17 @@ pub fn check_evolution(old: &StreamSchema, new: &StreamSchema) -> Result<Vec<Lak
     }
     let added: Vec<LakeColumn> = new_body[old_body.len()..].to_vec();
     if let Some(c) = added.iter().find(|c| !c.nullable) {
-        return Err(EvolutionError::AddedRequired { stream, column: c.name.clone() });
+        return Err(EvolutionError::AddedRequired {
+            stream,
+            column: c.name.clone(),
+        });
     }
     if old != new && new.version <= old.version {
-        return Err(EvolutionError::Version { stream, old: old.version, new: new.version });
+        return Err(EvolutionError::Version {
+            stream,
+            old: old.version,
+            new: new.version,
+        });
     }
     Ok(added)
 }

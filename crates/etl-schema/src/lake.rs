@@ -66,7 +66,12 @@ impl StreamSchema {
 
     /// The schema the transform SQL must produce: lake columns, then `dt` and `hour`.
     pub fn transformed_arrow_schema(&self) -> SchemaRef {
-        let mut fields: Vec<ArrowField> = self.lake_arrow_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<ArrowField> = self
+            .lake_arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         for key in PARTITION_KEYS {
             fields.push(ArrowField::new(key, DataType::Utf8, false));
         }
@@ -75,7 +80,11 @@ impl StreamSchema {
 
     /// Names of the columns holding PII hashes (the phone fields).
     pub fn phone_columns(&self) -> Vec<&str> {
-        self.fields.iter().filter(|f| f.ty == FieldType::Phone).map(|f| f.name.as_str()).collect()
+        self.fields
+            .iter()
+            .filter(|f| f.ty == FieldType::Phone)
+            .map(|f| f.name.as_str())
+            .collect()
     }
 }
 
@@ -84,11 +93,18 @@ fn column(f: &Field, name: String) -> LakeColumn {
         FieldType::String => (
             DataType::Utf8,
             "string",
-            format!("VARCHAR({})", f.max_length.map_or(65535, |n| n.clamp(1, 65535))),
+            format!(
+                "VARCHAR({})",
+                f.max_length.map_or(65535, |n| n.clamp(1, 65535))
+            ),
         ),
         FieldType::Enum { values } => {
             let longest = values.iter().map(String::len).max().unwrap_or(1);
-            (DataType::Utf8, "string", format!("VARCHAR({})", longest.max(16)))
+            (
+                DataType::Utf8,
+                "string",
+                format!("VARCHAR({})", longest.max(16)),
+            )
         }
         // HMAC-SHA256 as lowercase hex.
         FieldType::Phone => (DataType::Utf8, "string", "CHAR(64)".into()),
@@ -99,7 +115,14 @@ fn column(f: &Field, name: String) -> LakeColumn {
         FieldType::Timestamp => (timestamp_ms(), "timestamp", "TIMESTAMP".into()),
         FieldType::Struct { .. } => unreachable_struct(),
     };
-    LakeColumn { name, data_type, nullable: !f.required, hive_type, redshift_type, doc: f.doc.clone() }
+    LakeColumn {
+        name,
+        data_type,
+        nullable: !f.required,
+        hive_type,
+        redshift_type,
+        doc: f.doc.clone(),
+    }
 }
 
 // Structs are flattened by `lake_columns` before `column` is called; one level of nesting is

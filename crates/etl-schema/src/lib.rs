@@ -7,9 +7,9 @@
 //!
 //! It does not parse events (see `etl-decode`), run SQL (`etl-transform`) or talk to any catalog.
 
-mod model;
-mod lake;
 pub mod evolution;
+mod lake;
+mod model;
 
 pub use lake::{LakeColumn, PARTITION_KEYS};
 pub use model::{Field, FieldType, SchemaError, StreamSchema};
@@ -18,10 +18,19 @@ pub use model::{Field, FieldType, SchemaError, StreamSchema};
 /// (`etl demo` runs with these). The files in the repository's `schemas/` are the source.
 pub fn embedded() -> Result<Vec<StreamSchema>, SchemaError> {
     const FILES: [(&str, &str); 2] = [
-        ("schemas/app_events.toml", include_str!("../../../schemas/app_events.toml")),
-        ("schemas/call_events.toml", include_str!("../../../schemas/call_events.toml")),
+        (
+            "schemas/app_events.toml",
+            include_str!("../../../schemas/app_events.toml"),
+        ),
+        (
+            "schemas/call_events.toml",
+            include_str!("../../../schemas/call_events.toml"),
+        ),
     ];
-    FILES.iter().map(|(origin, text)| StreamSchema::from_toml_str(text, origin)).collect()
+    FILES
+        .iter()
+        .map(|(origin, text)| StreamSchema::from_toml_str(text, origin))
+        .collect()
 }
 
 /// Loads every `*.toml` file of `dir`, sorted by stream name.
@@ -33,7 +42,10 @@ pub fn load_dir(dir: &std::path::Path) -> Result<Vec<StreamSchema>, SchemaError>
     let mut out = Vec::new();
     for entry in entries {
         let path = entry
-            .map_err(|source| SchemaError::Io { path: dir.display().to_string(), source })?
+            .map_err(|source| SchemaError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?
             .path();
         if path.extension().and_then(|e| e.to_str()) == Some("toml") {
             out.push(StreamSchema::load(&path)?);

@@ -10,7 +10,11 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     #[error("cannot read schema {path}: {source}")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("schema {origin} is not valid TOML or has an unknown key: {message}")]
     Parse { origin: String, message: String },
     #[error("schema {origin}: {message}")]
@@ -103,11 +107,27 @@ impl TryFrom<RawField> for Field {
         let name = raw.name;
         let ty = match (raw.ty, raw.values, raw.fields) {
             (TypeName::Enum, Some(values), None) => FieldType::Enum { values },
-            (TypeName::Enum, None, _) => return Err(format!("field `{name}`: type = \"enum\" needs `values = [...]`")),
+            (TypeName::Enum, None, _) => {
+                return Err(format!(
+                    "field `{name}`: type = \"enum\" needs `values = [...]`"
+                ))
+            }
             (TypeName::Struct, None, Some(fields)) => FieldType::Struct { fields },
-            (TypeName::Struct, _, None) => return Err(format!("field `{name}`: type = \"struct\" needs `fields = [...]`")),
-            (_, Some(_), _) => return Err(format!("field `{name}`: `values` applies to type = \"enum\" only")),
-            (_, _, Some(_)) => return Err(format!("field `{name}`: `fields` applies to type = \"struct\" only")),
+            (TypeName::Struct, _, None) => {
+                return Err(format!(
+                    "field `{name}`: type = \"struct\" needs `fields = [...]`"
+                ))
+            }
+            (_, Some(_), _) => {
+                return Err(format!(
+                    "field `{name}`: `values` applies to type = \"enum\" only"
+                ))
+            }
+            (_, _, Some(_)) => {
+                return Err(format!(
+                    "field `{name}`: `fields` applies to type = \"struct\" only"
+                ))
+            }
             (TypeName::String, None, None) => FieldType::String,
             (TypeName::Phone, None, None) => FieldType::Phone,
             (TypeName::Int64, None, None) => FieldType::Int64,
@@ -116,7 +136,13 @@ impl TryFrom<RawField> for Field {
             (TypeName::Timestamp, None, None) => FieldType::Timestamp,
             (TypeName::Json, None, None) => FieldType::Json,
         };
-        Ok(Field { name, ty, required: raw.required, max_length: raw.max_length, doc: raw.doc })
+        Ok(Field {
+            name,
+            ty,
+            required: raw.required,
+            max_length: raw.max_length,
+            doc: raw.doc,
+        })
     }
 }
 
@@ -133,7 +159,15 @@ impl From<Field> for RawField {
             FieldType::Json => (TypeName::Json, None, None),
             FieldType::Struct { fields } => (TypeName::Struct, None, Some(fields)),
         };
-        RawField { name: f.name, ty, required: f.required, max_length: f.max_length, values, fields, doc: f.doc }
+        RawField {
+            name: f.name,
+            ty,
+            required: f.required,
+            max_length: f.max_length,
+            values,
+            fields,
+            doc: f.doc,
+        }
     }
 }
 
@@ -143,23 +177,35 @@ pub const EXTRAS_COLUMN: &str = "extras";
 impl StreamSchema {
     /// Reads and validates one schema file.
     pub fn load(path: &Path) -> Result<Self, SchemaError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SchemaError::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
     /// Parses and validates schema text; `origin` names it in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, SchemaError> {
-        let schema: StreamSchema = toml::from_str(text)
-            .map_err(|e| SchemaError::Parse { origin: origin.to_string(), message: e.to_string() })?;
+        let schema: StreamSchema = toml::from_str(text).map_err(|e| SchemaError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
         schema.validate(origin)?;
         Ok(schema)
     }
 
     fn validate(&self, origin: &str) -> Result<(), SchemaError> {
-        let bad = |message: String| Err(SchemaError::Invalid { origin: origin.to_string(), message });
+        let bad = |message: String| {
+            Err(SchemaError::Invalid {
+                origin: origin.to_string(),
+                message,
+            })
+        };
         if !is_identifier(&self.stream) {
-            return bad(format!("stream name `{}` must be lowercase letters, digits and `_`", self.stream));
+            return bad(format!(
+                "stream name `{}` must be lowercase letters, digits and `_`",
+                self.stream
+            ));
         }
         if self.fields.is_empty() {
             return bad("a schema needs at least one field under [[fields]]".into());
@@ -169,13 +215,17 @@ impl StreamSchema {
             validate_field(f, origin, None)?;
             for col in f.lake_names() {
                 if !columns.insert(col.clone()) {
-                    return bad(format!("column `{col}` appears twice (flattened struct fields count)"));
+                    return bad(format!(
+                        "column `{col}` appears twice (flattened struct fields count)"
+                    ));
                 }
             }
         }
         for reserved in [EXTRAS_COLUMN, "dt", "hour"] {
             if columns.contains(reserved) {
-                return bad(format!("field name `{reserved}` is reserved; rename the field"));
+                return bad(format!(
+                    "field name `{reserved}` is reserved; rename the field"
+                ));
             }
         }
         for key in ["event_id", "occurred_at"] {
@@ -199,7 +249,8 @@ impl StreamSchema {
     /// phones are still raw text, json is text, timestamps are ms UTC), then `extras` (JSON text
     /// of unknown keys, null when none). Required fields are non-nullable.
     pub fn decoded_arrow_schema(&self) -> SchemaRef {
-        let mut fields: Vec<ArrowField> = self.fields.iter().map(Field::decoded_arrow_field).collect();
+        let mut fields: Vec<ArrowField> =
+            self.fields.iter().map(Field::decoded_arrow_field).collect();
         fields.push(ArrowField::new(EXTRAS_COLUMN, DataType::Utf8, true));
         Arc::new(Schema::new(fields))
     }
@@ -209,14 +260,19 @@ impl Field {
     /// Arrow field of this field in a decoded batch.
     pub fn decoded_arrow_field(&self) -> ArrowField {
         let dt = match &self.ty {
-            FieldType::String | FieldType::Enum { .. } | FieldType::Phone | FieldType::Json => DataType::Utf8,
+            FieldType::String | FieldType::Enum { .. } | FieldType::Phone | FieldType::Json => {
+                DataType::Utf8
+            }
             FieldType::Int64 => DataType::Int64,
             FieldType::Double => DataType::Float64,
             FieldType::Boolean => DataType::Boolean,
             FieldType::Timestamp => timestamp_ms(),
-            FieldType::Struct { fields } => {
-                DataType::Struct(Fields::from(fields.iter().map(Field::decoded_arrow_field).collect::<Vec<_>>()))
-            }
+            FieldType::Struct { fields } => DataType::Struct(Fields::from(
+                fields
+                    .iter()
+                    .map(Field::decoded_arrow_field)
+                    .collect::<Vec<_>>(),
+            )),
         };
         ArrowField::new(&self.name, dt, !self.required)
     }
@@ -226,7 +282,11 @@ impl Field {
         match &self.ty {
             FieldType::Struct { fields } => fields
                 .iter()
-                .flat_map(|c| c.lake_names().into_iter().map(|n| format!("{}_{}", self.name, n)))
+                .flat_map(|c| {
+                    c.lake_names()
+                        .into_iter()
+                        .map(|n| format!("{}_{}", self.name, n))
+                })
                 .collect(),
             _ => vec![self.name.clone()],
         }
@@ -243,17 +303,24 @@ fn validate_field(f: &Field, origin: &str, parent: Option<&str>) -> Result<(), S
         Some(p) => format!("{p}.{}", f.name),
         None => f.name.clone(),
     };
-    let bad = |message: String| Err(SchemaError::Invalid { origin: origin.to_string(), message });
+    let bad = |message: String| {
+        Err(SchemaError::Invalid {
+            origin: origin.to_string(),
+            message,
+        })
+    };
     if !is_identifier(&f.name) {
         return bad(format!("field `{path}`: names must be lowercase letters, digits and `_`, starting with a letter"));
     }
     if f.max_length.is_some() && !matches!(f.ty, FieldType::String) {
-        return bad(format!("field `{path}`: max_length applies to type = \"string\" only"));
+        return bad(format!(
+            "field `{path}`: max_length applies to type = \"string\" only"
+        ));
     }
     match &f.ty {
-        FieldType::Enum { values } if values.is_empty() => {
-            bad(format!("field `{path}`: an enum needs a non-empty `values` list"))
-        }
+        FieldType::Enum { values } if values.is_empty() => bad(format!(
+            "field `{path}`: an enum needs a non-empty `values` list"
+        )),
         FieldType::Struct { fields } => {
             if parent.is_some() {
                 return bad(format!("field `{path}`: structs nest one level only"));
@@ -261,7 +328,9 @@ fn validate_field(f: &Field, origin: &str, parent: Option<&str>) -> Result<(), S
             if fields.is_empty() {
                 return bad(format!("field `{path}`: a struct needs `fields`"));
             }
-            fields.iter().try_for_each(|c| validate_field(c, origin, Some(&path)))
+            fields
+                .iter()
+                .try_for_each(|c| validate_field(c, origin, Some(&path)))
         }
         _ => Ok(()),
     }

@@ -4,7 +4,9 @@ use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use datafusion::common::{exec_err, Result};
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
@@ -40,7 +42,8 @@ impl MaskKey {
 
     fn mac(&self) -> Hmac<Sha256> {
         // HMAC accepts keys of any length; the length was checked in `new`.
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
     }
 }
 
@@ -62,9 +65,15 @@ fn hmac_hex(keyed: &Hmac<Sha256>, value: &str, out: &mut [u8; 64]) {
 }
 
 pub(crate) fn register(ctx: &SessionContext, key: &MaskKey) {
-    ctx.register_udf(ScalarUDF::from(MaskPhone { key: key.clone(), signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable) }));
+    ctx.register_udf(ScalarUDF::from(MaskPhone {
+        key: key.clone(),
+        signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+    }));
     for part in [DatePart::Dt, DatePart::Hour] {
-        ctx.register_udf(ScalarUDF::from(LakePartition { part, signature: Signature::any(1, Volatility::Immutable) }));
+        ctx.register_udf(ScalarUDF::from(LakePartition {
+            part,
+            signature: Signature::any(1, Volatility::Immutable),
+        }));
     }
 }
 
@@ -131,7 +140,10 @@ impl ScalarUDFImpl for LakePartition {
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         match args {
             [DataType::Timestamp(TimeUnit::Millisecond, _)] => Ok(DataType::Utf8),
-            other => exec_err!("{} takes one millisecond timestamp, got {other:?}", self.name()),
+            other => exec_err!(
+                "{} takes one millisecond timestamp, got {other:?}",
+                self.name()
+            ),
         }
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

@@ -28,11 +28,19 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum TransformError {
     #[error("cannot read transform SQL {path}: {source}")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("no transform SQL for stream `{0}`: add queries/transform/{0}.sql")]
     Missing(String),
     #[error("transform SQL {origin} failed: {source}")]
-    Sql { origin: String, #[source] source: Box<datafusion::error::DataFusionError> },
+    Sql {
+        origin: String,
+        #[source]
+        source: Box<datafusion::error::DataFusionError>,
+    },
     #[error("transform SQL {origin} returns the wrong columns: {message}. It must return the lake columns of the stream in schema order, then `dt` and `hour`")]
     Shape { origin: String, message: String },
     #[error("internal Arrow error in the transform step: {0}")]
@@ -53,8 +61,14 @@ pub struct TransformSql {
 /// The transform queries compiled into the binary (the repository's `queries/transform/`).
 pub fn embedded_sql() -> Vec<TransformSql> {
     [
-        ("app_events", include_str!("../../../queries/transform/app_events.sql")),
-        ("call_events", include_str!("../../../queries/transform/call_events.sql")),
+        (
+            "app_events",
+            include_str!("../../../queries/transform/app_events.sql"),
+        ),
+        (
+            "call_events",
+            include_str!("../../../queries/transform/call_events.sql"),
+        ),
     ]
     .into_iter()
     .map(|(stream, sql)| TransformSql {
@@ -67,17 +81,30 @@ pub fn embedded_sql() -> Vec<TransformSql> {
 
 /// Loads `<dir>/<stream>.sql` for every `*.sql` file of `dir`.
 pub fn load_sql_dir(dir: &Path) -> Result<Vec<TransformSql>, TransformError> {
-    let io = |source| TransformError::Io { path: dir.display().to_string(), source };
+    let io = |source| TransformError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
         if path.extension().and_then(|e| e.to_str()) != Some("sql") {
             continue;
         }
-        let stream = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-        let sql = std::fs::read_to_string(&path)
-            .map_err(|source| TransformError::Io { path: path.display().to_string(), source })?;
-        out.push(TransformSql { stream, origin: path.display().to_string(), sql });
+        let stream = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let sql = std::fs::read_to_string(&path).map_err(|source| TransformError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        out.push(TransformSql {
+            stream,
+            origin: path.display().to_string(),
+            sql,
+        });
     }
     out.sort_by(|a, b| a.stream.cmp(&b.stream));
     Ok(out)
@@ -97,23 +124,45 @@ struct StreamTransform {
 
 impl Transformer {
     /// Builds a transformer for `schemas`, each of which must have its SQL in `sql`.
-    pub fn new(schemas: &[StreamSchema], sql: Vec<TransformSql>, key: MaskKey) -> Result<Self, TransformError> {
-        let mut by_stream: HashMap<String, TransformSql> = sql.into_iter().map(|s| (s.stream.clone(), s)).collect();
+    pub fn new(
+        schemas: &[StreamSchema],
+        sql: Vec<TransformSql>,
+        key: MaskKey,
+    ) -> Result<Self, TransformError> {
+        let mut by_stream: HashMap<String, TransformSql> =
+            sql.into_iter().map(|s| (s.stream.clone(), s)).collect();
         let mut streams = HashMap::new();
         for schema in schemas {
-            let sql = by_stream.remove(&schema.stream).ok_or_else(|| TransformError::Missing(schema.stream.clone()))?;
-            streams.insert(schema.stream.clone(), StreamTransform { sql, expected: schema.transformed_arrow_schema() });
+            let sql = by_stream
+                .remove(&schema.stream)
+                .ok_or_else(|| TransformError::Missing(schema.stream.clone()))?;
+            streams.insert(
+                schema.stream.clone(),
+                StreamTransform {
+                    sql,
+                    expected: schema.transformed_arrow_schema(),
+                },
+            );
         }
         // One partition per batch: the pipeline runs batches in parallel, not operators.
-        let config = SessionConfig::new().with_target_partitions(1).with_batch_size(16 * 1024);
-        Ok(Transformer { config, key, streams })
+        let config = SessionConfig::new()
+            .with_target_partitions(1)
+            .with_batch_size(16 * 1024);
+        Ok(Transformer {
+            config,
+            key,
+            streams,
+        })
     }
 
     /// Keeps the first row of each `event_id` (in batch order); returns the batch unchanged when
     /// every id is distinct. A hash pass instead of a SQL window function, which costs a
     /// partition per id.
     pub fn dedup_first(batch: RecordBatch) -> Result<RecordBatch, TransformError> {
-        let Some(ids) = batch.column_by_name("event_id").and_then(|c| c.as_string_opt::<i32>()) else {
+        let Some(ids) = batch
+            .column_by_name("event_id")
+            .and_then(|c| c.as_string_opt::<i32>())
+        else {
             return Ok(batch);
         };
         let mut seen = HashSet::with_capacity(ids.len());
@@ -125,39 +174,77 @@ impl Transformer {
     }
 
     /// Transforms one decoded batch of `stream`; the result has the stream's transformed schema.
-    pub async fn transform(&self, stream: &str, decoded: RecordBatch) -> Result<Vec<RecordBatch>, TransformError> {
-        let st = self.streams.get(stream).ok_or_else(|| TransformError::Missing(stream.to_string()))?;
+    pub async fn transform(
+        &self,
+        stream: &str,
+        decoded: RecordBatch,
+    ) -> Result<Vec<RecordBatch>, TransformError> {
+        let st = self
+            .streams
+            .get(stream)
+            .ok_or_else(|| TransformError::Missing(stream.to_string()))?;
         let origin = &st.sql.origin;
-        let sql_err = |e: datafusion::error::DataFusionError| TransformError::Sql { origin: origin.clone(), source: Box::new(e) };
+        let sql_err = |e: datafusion::error::DataFusionError| TransformError::Sql {
+            origin: origin.clone(),
+            source: Box::new(e),
+        };
         let ctx = SessionContext::new_with_config(self.config.clone());
         functions::register(&ctx, &self.key);
-        ctx.register_batch("input", Self::dedup_first(decoded)?).map_err(sql_err)?;
+        ctx.register_batch("input", Self::dedup_first(decoded)?)
+            .map_err(sql_err)?;
         let df = ctx.sql(&st.sql.sql).await.map_err(sql_err)?;
         let batches = df.collect().await.map_err(sql_err)?;
-        batches.into_iter().map(|b| conform(b, &st.expected, origin)).collect()
+        batches
+            .into_iter()
+            .map(|b| conform(b, &st.expected, origin))
+            .collect()
     }
 }
 
 /// Checks names and types of the SQL output against the expected schema, then relabels the batch
 /// with the expected schema (nullability as declared by the stream schema).
-fn conform(batch: RecordBatch, expected: &Arc<Schema>, origin: &str) -> Result<RecordBatch, TransformError> {
+fn conform(
+    batch: RecordBatch,
+    expected: &Arc<Schema>,
+    origin: &str,
+) -> Result<RecordBatch, TransformError> {
     let got = batch.schema();
-    let shape = |message: String| TransformError::Shape { origin: origin.to_string(), message };
+    let shape = |message: String| TransformError::Shape {
+        origin: origin.to_string(),
+        message,
+    };
     if got.fields().len() != expected.fields().len() {
         let names: Vec<&str> = got.fields().iter().map(|f| f.name().as_str()).collect();
-        return Err(shape(format!("expected {} columns, got {}: {}", expected.fields().len(), names.len(), names.join(", "))));
+        return Err(shape(format!(
+            "expected {} columns, got {}: {}",
+            expected.fields().len(),
+            names.len(),
+            names.join(", ")
+        )));
     }
     for (g, e) in got.fields().iter().zip(expected.fields()) {
         if g.name() != e.name() || g.data_type() != e.data_type() {
-            return Err(shape(format!("expected column `{}` {:?}, got `{}` {:?}", e.name(), e.data_type(), g.name(), g.data_type())));
+            return Err(shape(format!(
+                "expected column `{}` {:?}, got `{}` {:?}",
+                e.name(),
+                e.data_type(),
+                g.name(),
+                g.data_type()
+            )));
         }
     }
     for (col, e) in batch.columns().iter().zip(expected.fields()) {
         if !e.is_nullable() && col.null_count() > 0 {
-            return Err(shape(format!("column `{}` is required but the query produced nulls", e.name())));
+            return Err(shape(format!(
+                "column `{}` is required but the query produced nulls",
+                e.name()
+            )));
         }
     }
-    Ok(RecordBatch::try_new(expected.clone(), batch.columns().to_vec())?)
+    Ok(RecordBatch::try_new(
+        expected.clone(),
+        batch.columns().to_vec(),
+    )?)
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 use super::*;
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray, StructArray, TimestampMillisecondArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray, StructArray,
+    TimestampMillisecondArray,
+};
 use arrow::datatypes::{DataType, Fields, TimestampMillisecondType};
 
 fn schemas() -> Vec<StreamSchema> {
@@ -12,17 +15,31 @@ fn key() -> MaskKey {
 
 /// Three call events; the third repeats the first event_id and must be dropped.
 fn call_batch() -> RecordBatch {
-    let schema = schemas().into_iter().find(|s| s.stream == "call_events").unwrap();
+    let schema = schemas()
+        .into_iter()
+        .find(|s| s.stream == "call_events")
+        .unwrap();
     let arrow_schema = schema.decoded_arrow_schema();
     let s = |v: &[Option<&str>]| Arc::new(StringArray::from(v.to_vec())) as ArrayRef;
-    let ts = |v: Vec<i64>| Arc::new(TimestampMillisecondArray::from(v).with_timezone("UTC")) as ArrayRef;
-    let DataType::Struct(qfields) = arrow_schema.field_with_name("quality").unwrap().data_type().clone() else {
+    let ts =
+        |v: Vec<i64>| Arc::new(TimestampMillisecondArray::from(v).with_timezone("UTC")) as ArrayRef;
+    let DataType::Struct(qfields) = arrow_schema
+        .field_with_name("quality")
+        .unwrap()
+        .data_type()
+        .clone()
+    else {
         panic!("quality is a struct")
     };
     let f = |v: Vec<Option<f64>>| Arc::new(Float64Array::from(v)) as ArrayRef;
     let quality = StructArray::new(
         Fields::from(qfields.iter().cloned().collect::<Vec<_>>()),
-        vec![f(vec![Some(4.2), None, Some(1.0)]), f(vec![Some(3.0), None, None]), f(vec![Some(0.5), None, None]), f(vec![Some(80.0), None, None])],
+        vec![
+            f(vec![Some(4.2), None, Some(1.0)]),
+            f(vec![Some(3.0), None, None]),
+            f(vec![Some(0.5), None, None]),
+            f(vec![Some(80.0), None, None]),
+        ],
         Some(vec![true, false, true].into()),
     );
     // 2026-11-01T23:59:59.999Z, 2026-11-02T00:00:00.000Z, and a duplicate of the first.
@@ -30,10 +47,22 @@ fn call_batch() -> RecordBatch {
         s(&[Some("e1"), Some("e2"), Some("e1")]),
         s(&[Some("c1"), Some("c2"), Some("c1")]),
         s(&[Some("call_ended"), Some("call_started"), Some("call_ended")]),
-        ts(vec![1_793_577_599_999, 1_793_577_600_000, 1_793_577_599_999]),
+        ts(vec![
+            1_793_577_599_999,
+            1_793_577_600_000,
+            1_793_577_599_999,
+        ]),
         s(&[Some("acct"), Some("acct"), Some("acct")]),
-        s(&[Some("+14155550100"), Some("+442071838750"), Some("+14155550100")]),
-        s(&[Some("+14155550199"), Some("+14155550100"), Some("+14155550199")]),
+        s(&[
+            Some("+14155550100"),
+            Some("+442071838750"),
+            Some("+14155550100"),
+        ]),
+        s(&[
+            Some("+14155550199"),
+            Some("+14155550100"),
+            Some("+14155550199"),
+        ]),
         s(&[Some("outbound"), Some("inbound"), Some("outbound")]),
         s(&[Some("voice"), Some("video"), Some("voice")]),
         s(&[Some("us-east-1"), None, Some("us-east-1")]),
@@ -53,23 +82,50 @@ async fn call_transform_masks_flattens_partitions_and_dedups() {
     let batch = arrow::compute::concat_batches(&out[0].schema(), &out).unwrap();
     assert_eq!(batch.num_rows(), 2, "the repeated event_id is dropped");
     let col = |name: &str| batch.column_by_name(name).unwrap().clone();
-    let strs = |name: &str| col(name).as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>();
+    let strs = |name: &str| {
+        col(name)
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(strs("event_id"), [Some("e1".into()), Some("e2".into())]);
-    assert_eq!(strs("caller"), [Some(key().mask("+14155550100")), Some(key().mask("+442071838750"))]);
+    assert_eq!(
+        strs("caller"),
+        [
+            Some(key().mask("+14155550100")),
+            Some(key().mask("+442071838750"))
+        ]
+    );
     assert_eq!(strs("callee")[1], Some(key().mask("+14155550100")));
-    assert_eq!(strs("dt"), [Some("2026-11-01".into()), Some("2026-11-02".into())]);
+    assert_eq!(
+        strs("dt"),
+        [Some("2026-11-01".into()), Some("2026-11-02".into())]
+    );
     assert_eq!(strs("hour"), [Some("23".into()), Some("00".into())]);
-    assert_eq!(strs("extras"), [None, Some("{\"experiment\":\"b\"}".into())]);
+    assert_eq!(
+        strs("extras"),
+        [None, Some("{\"experiment\":\"b\"}".into())]
+    );
     let mos = col("quality_mos");
-    assert_eq!(mos.as_primitive::<arrow::datatypes::Float64Type>().value(0), 4.2);
+    assert_eq!(
+        mos.as_primitive::<arrow::datatypes::Float64Type>().value(0),
+        4.2
+    );
     assert!(mos.is_null(1));
     let ts = col("occurred_at");
-    assert_eq!(ts.as_primitive::<TimestampMillisecondType>().value(0), 1_793_577_599_999);
+    assert_eq!(
+        ts.as_primitive::<TimestampMillisecondType>().value(0),
+        1_793_577_599_999
+    );
     assert_eq!(batch.schema(), schemas()[1].transformed_arrow_schema());
     // No raw number anywhere in the output.
     for c in batch.columns() {
         if let Some(s) = c.as_string_opt::<i32>() {
-            assert!(s.iter().flatten().all(|v| !v.contains("+1415") && !v.contains("+44")));
+            assert!(s
+                .iter()
+                .flatten()
+                .all(|v| !v.contains("+1415") && !v.contains("+44")));
         }
     }
 }
@@ -77,17 +133,31 @@ async fn call_transform_masks_flattens_partitions_and_dedups() {
 #[tokio::test]
 async fn a_query_with_the_wrong_columns_is_refused_with_the_file_name() {
     let sql = vec![
-        TransformSql { stream: "call_events".into(), origin: "bad.sql".into(), sql: "SELECT event_id FROM input".into() },
+        TransformSql {
+            stream: "call_events".into(),
+            origin: "bad.sql".into(),
+            sql: "SELECT event_id FROM input".into(),
+        },
         embedded_sql().remove(0),
     ];
     let t = Transformer::new(&schemas(), sql, key()).unwrap();
-    let err = t.transform("call_events", call_batch()).await.unwrap_err().to_string();
-    assert!(err.contains("bad.sql") && err.contains("expected 20 columns"), "{err}");
+    let err = t
+        .transform("call_events", call_batch())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.sql") && err.contains("expected 20 columns"),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_sql_is_named() {
-    let err = Transformer::new(&schemas(), vec![], key()).err().unwrap().to_string();
+    let err = Transformer::new(&schemas(), vec![], key())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("queries/transform/app_events.sql"), "{err}");
 }
 

@@ -12,9 +12,16 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 /// Renders `batches` as CSV (see the module doc). No batches gives an empty string.
 pub fn batches_to_csv(batches: &[RecordBatch]) -> Result<String, ArrowError> {
-    let Some(first) = batches.first() else { return Ok(String::new()) };
+    let Some(first) = batches.first() else {
+        return Ok(String::new());
+    };
     let mut out = String::new();
-    let header: Vec<String> = first.schema().fields().iter().map(|f| quote(f.name())).collect();
+    let header: Vec<String> = first
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| quote(f.name()))
+        .collect();
     out.push_str(&header.join(","));
     out.push('\n');
     let options = FormatOptions::new()

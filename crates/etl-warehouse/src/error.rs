@@ -7,23 +7,44 @@ use datafusion::error::DataFusionError;
 pub enum WarehouseError {
     /// The views directory could not be listed.
     #[error("cannot read views directory {path}: {source}; point `views_dir` at the repository's `queries/views` folder")]
-    ViewDir { path: String, #[source] source: std::io::Error },
+    ViewDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 
     /// A view file could not be read.
     #[error("cannot read view file {path}: {source}")]
-    ViewFile { path: String, #[source] source: std::io::Error },
+    ViewFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 
     /// A view file is not one valid SELECT (or its name is not a valid identifier).
     #[error("view `{view}` ({path}) is invalid: {message}")]
-    ViewInvalid { view: String, path: String, message: String },
+    ViewInvalid {
+        view: String,
+        path: String,
+        message: String,
+    },
 
     /// Two view definitions with the same name.
     #[error("view `{view}` is defined twice ({first} and {second}); rename or delete one file")]
-    DuplicateView { view: String, first: String, second: String },
+    DuplicateView {
+        view: String,
+        first: String,
+        second: String,
+    },
 
     /// A view reads a relation that is neither a lake table nor another view.
     #[error("view `{view}` ({path}) references unknown table or view `{missing}`; known tables are {known}; add `queries/views/{missing}.sql` or fix the name")]
-    UnknownReference { view: String, path: String, missing: String, known: String },
+    UnknownReference {
+        view: String,
+        path: String,
+        missing: String,
+        known: String,
+    },
 
     /// Views reference each other in a cycle.
     #[error("views reference each other in a cycle: {}; break the cycle", cycle.join(" -> "))]
@@ -35,22 +56,38 @@ pub enum WarehouseError {
 
     /// A lake table could not be registered.
     #[error("cannot register lake table `{table}` at {location}: {source}")]
-    Table { table: String, location: String, #[source] source: DataFusionError },
+    Table {
+        table: String,
+        location: String,
+        #[source]
+        source: DataFusionError,
+    },
 
     /// Creating a view failed in the engine.
     #[error("view `{view}` failed: {source}; fix {path}")]
-    View { view: String, path: String, #[source] source: DataFusionError },
+    View {
+        view: String,
+        path: String,
+        #[source]
+        source: DataFusionError,
+    },
 
     /// A query failed.
     #[error("query failed: {source}; SQL: {sql}")]
-    Query { sql: String, #[source] source: DataFusionError },
+    Query {
+        sql: String,
+        #[source]
+        source: DataFusionError,
+    },
 
     /// The name is not a view of this warehouse.
     #[error("unknown view `{view}`; known views are {known}")]
     UnknownView { view: String, known: String },
 
     /// The name is not a table of this warehouse.
-    #[error("unknown table `{table}`; known tables are {known}; run `migrate` with its schema first")]
+    #[error(
+        "unknown table `{table}`; known tables are {known}; run `migrate` with its schema first"
+    )]
     UnknownTable { table: String, known: String },
 }
 

@@ -7,7 +7,9 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use async_trait::async_trait;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -23,7 +25,10 @@ pub enum LakeLocation {
     Dir(PathBuf),
     /// An object-store URL such as `s3://bucket/lake`, served by `store` (built by the caller,
     /// e.g. with credentials from `etl-aws`). Tables live under `<url>/<table>/`.
-    Url { url: String, store: Arc<dyn ObjectStore> },
+    Url {
+        url: String,
+        store: Arc<dyn ObjectStore>,
+    },
 }
 
 impl From<&Path> for LakeLocation {
@@ -66,7 +71,9 @@ pub struct LocalWarehouse {
 
 impl std::fmt::Debug for LocalWarehouse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalWarehouse").field("lake", &self.location).finish_non_exhaustive()
+        f.debug_struct("LocalWarehouse")
+            .field("lake", &self.location)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,7 +87,10 @@ impl LocalWarehouse {
     ) -> Result<Self> {
         let lake = lake.into();
         let location = lake.to_string();
-        let lake_err = |message: String| WarehouseError::Lake { location: location.clone(), message };
+        let lake_err = |message: String| WarehouseError::Lake {
+            location: location.clone(),
+            message,
+        };
 
         // List the lake on every scan: no list-files cache (see the type's doc).
         let runtime = RuntimeEnvBuilder::new()
@@ -97,12 +107,15 @@ impl LocalWarehouse {
                 if !absolute.is_dir() {
                     tracing::warn!(lake = %absolute.display(), "lake directory does not exist (yet); tables read as empty");
                 }
-                let text = absolute.to_str().ok_or_else(|| lake_err("the path is not valid UTF-8".into()))?;
+                let text = absolute
+                    .to_str()
+                    .ok_or_else(|| lake_err("the path is not valid UTF-8".into()))?;
                 text.trim_end_matches(std::path::MAIN_SEPARATOR).to_string()
             }
             LakeLocation::Url { url, store } => {
-                let parsed = ListingTableUrl::parse(url)
-                    .map_err(|e| lake_err(format!("not a valid URL: {e}; use e.g. s3://bucket/prefix")))?;
+                let parsed = ListingTableUrl::parse(url).map_err(|e| {
+                    lake_err(format!("not a valid URL: {e}; use e.g. s3://bucket/prefix"))
+                })?;
                 let store_url = parsed.object_store();
                 let _previous = ctx.register_object_store(store_url.as_ref(), Arc::clone(store));
                 url.trim_end_matches('/').to_string()
@@ -151,12 +164,18 @@ impl LocalWarehouse {
             self.drop_view(&view.name)?;
         }
         for view in &ordered {
-            self.ctx.sql(&view.create_sql()).await.map_err(|source| WarehouseError::View {
-                view: view.name.clone(),
-                path: view.path.display().to_string(),
-                source,
-            })?;
-            self.views.write().unwrap_or_else(|e| e.into_inner()).push(view.clone());
+            self.ctx
+                .sql(&view.create_sql())
+                .await
+                .map_err(|source| WarehouseError::View {
+                    view: view.name.clone(),
+                    path: view.path.display().to_string(),
+                    source,
+                })?;
+            self.views
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(view.clone());
         }
         tracing::debug!(tables = tables.len(), views = ordered.len(), lake = %self.location, "warehouse migrated");
         Ok(())
@@ -164,18 +183,37 @@ impl LocalWarehouse {
 
     /// Runs one read-only SQL statement (DDL, DML and `SET` are refused) and collects the result.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        let query_err = |source| WarehouseError::Query { sql: sql_excerpt(sql), source };
-        let frame = self.ctx.sql_with_options(sql, options).await.map_err(query_err)?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let query_err = |source| WarehouseError::Query {
+            sql: sql_excerpt(sql),
+            source,
+        };
+        let frame = self
+            .ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(query_err)?;
         frame.collect().await.map_err(query_err)
     }
 
     /// The rows of view `name` in the view's own `ORDER BY` order (re-applied here: DataFusion,
     /// like SQL in general, does not keep the order of a view it selects from), at most `limit`.
     pub async fn view_rows(&self, name: &str, limit: Option<usize>) -> Result<Vec<RecordBatch>> {
-        let view = self.views.read().unwrap_or_else(|e| e.into_inner()).iter().find(|v| v.name == name).cloned();
+        let view = self
+            .views
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|v| v.name == name)
+            .cloned();
         let Some(view) = view else {
-            return Err(WarehouseError::UnknownView { view: name.to_string(), known: self.views().join(", ") });
+            return Err(WarehouseError::UnknownView {
+                view: name.to_string(),
+                known: self.views().join(", "),
+            });
         };
         let mut sql = format!("SELECT * FROM {name}");
         if let Some(order_by) = view.order_by()? {
@@ -189,12 +227,20 @@ impl LocalWarehouse {
 
     /// Names of the registered lake tables, in registration order.
     pub fn tables(&self) -> Vec<String> {
-        self.tables.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Names of the views, in creation (dependency) order.
     pub fn views(&self) -> Vec<String> {
-        self.views.read().unwrap_or_else(|e| e.into_inner()).iter().map(|v| v.name.clone()).collect()
+        self.views
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|v| v.name.clone())
+            .collect()
     }
 
     /// The DataFusion session, for callers that need more than SQL text (plans, UDFs).
@@ -205,9 +251,16 @@ impl LocalWarehouse {
     fn register_table(&self, schema: &StreamSchema) -> Result<()> {
         let table = schema.stream.clone();
         let location = format!("{}/{}/", self.root, table);
-        let table_err = |source| WarehouseError::Table { table: table.clone(), location: location.clone(), source };
+        let table_err = |source| WarehouseError::Table {
+            table: table.clone(),
+            location: location.clone(),
+            source,
+        };
         let url = ListingTableUrl::parse(&location).map_err(table_err)?;
-        let partition_cols = PARTITION_KEYS.iter().map(|k| (k.to_string(), DataType::Utf8)).collect();
+        let partition_cols = PARTITION_KEYS
+            .iter()
+            .map(|k| (k.to_string(), DataType::Utf8))
+            .collect();
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(partition_cols);
@@ -215,8 +268,12 @@ impl LocalWarehouse {
             .with_listing_options(options)
             .with_schema(schema.lake_arrow_schema());
         let provider = ListingTable::try_new(config).map_err(table_err)?;
-        self.ctx.deregister_table(table.as_str()).map_err(table_err)?;
-        self.ctx.register_table(table.as_str(), Arc::new(provider)).map_err(table_err)?;
+        self.ctx
+            .deregister_table(table.as_str())
+            .map_err(table_err)?;
+        self.ctx
+            .register_table(table.as_str(), Arc::new(provider))
+            .map_err(table_err)?;
         let mut tables = self.tables.write().unwrap_or_else(|e| e.into_inner());
         if !tables.contains(&table) {
             tables.push(table);
@@ -225,11 +282,14 @@ impl LocalWarehouse {
     }
 
     fn drop_view(&self, name: &str) -> Result<()> {
-        self.ctx.deregister_table(name).map(|_| ()).map_err(|source| WarehouseError::View {
-            view: name.to_string(),
-            path: "(dropping the previous definition)".into(),
-            source,
-        })
+        self.ctx
+            .deregister_table(name)
+            .map(|_| ())
+            .map_err(|source| WarehouseError::View {
+                view: name.to_string(),
+                path: "(dropping the previous definition)".into(),
+                source,
+            })
     }
 }
 
@@ -244,7 +304,10 @@ impl Warehouse for LocalWarehouse {
     async fn load(&self, request: &LoadRequest) -> Result<()> {
         let tables = self.tables();
         if !tables.contains(&request.table) {
-            return Err(WarehouseError::UnknownTable { table: request.table.clone(), known: tables.join(", ") });
+            return Err(WarehouseError::UnknownTable {
+                table: request.table.clone(),
+                known: tables.join(", "),
+            });
         }
         tracing::debug!(table = %request.table, batch_id = %request.batch_id, files = request.files.len(), "local load: nothing to copy");
         Ok(())

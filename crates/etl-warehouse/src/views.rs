@@ -7,7 +7,9 @@
 //! neither a table nor a view.
 
 use crate::error::{Result, WarehouseError};
-use datafusion::sql::sqlparser::ast::{ObjectName, ObjectNamePart, Query, Statement, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{
+    ObjectName, ObjectNamePart, Query, Statement, Visit, Visitor,
+};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,7 +32,10 @@ pub struct ViewDef {
 pub fn embedded_views() -> Result<Vec<ViewDef>> {
     macro_rules! view {
         ($name:literal) => {
-            ($name, include_str!(concat!("../../../queries/views/", $name, ".sql")))
+            (
+                $name,
+                include_str!(concat!("../../../queries/views/", $name, ".sql")),
+            )
         };
     }
     const FILES: [(&str, &str); 9] = [
@@ -46,7 +51,13 @@ pub fn embedded_views() -> Result<Vec<ViewDef>> {
     ];
     let views = FILES
         .iter()
-        .map(|(name, text)| ViewDef::new(name, text, PathBuf::from(format!("queries/views/{name}.sql"))))
+        .map(|(name, text)| {
+            ViewDef::new(
+                name,
+                text,
+                PathBuf::from(format!("queries/views/{name}.sql")),
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
     order_views(views)
 }
@@ -54,16 +65,25 @@ pub fn embedded_views() -> Result<Vec<ViewDef>> {
 /// Loads every `*.sql` file of `dir` (not recursive) as a view named after the file, sorted in
 /// dependency order (ties by name).
 pub fn load_views(dir: &Path) -> Result<Vec<ViewDef>> {
-    let dir_err = |source| WarehouseError::ViewDir { path: dir.display().to_string(), source };
+    let dir_err = |source| WarehouseError::ViewDir {
+        path: dir.display().to_string(),
+        source,
+    };
     let mut views = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(dir_err)? {
         let path = entry.map_err(dir_err)?.path();
         if path.extension().and_then(|e| e.to_str()) != Some("sql") || !path.is_file() {
             continue;
         }
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| WarehouseError::ViewFile { path: path.display().to_string(), source })?;
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| WarehouseError::ViewFile {
+            path: path.display().to_string(),
+            source,
+        })?;
         views.push(ViewDef::new(&name, &text, path)?);
     }
     order_views(views)
@@ -80,17 +100,27 @@ impl ViewDef {
         };
         if !is_identifier(name) {
             return Err(invalid(
-                "the file name must be lowercase letters, digits and `_`, starting with a letter".into(),
+                "the file name must be lowercase letters, digits and `_`, starting with a letter"
+                    .into(),
             ));
         }
         let body = text.trim().trim_end_matches(';').trim_end();
-        let view = ViewDef { name: name.to_string(), sql_body: body.to_string(), path: path.clone() };
+        let view = ViewDef {
+            name: name.to_string(),
+            sql_body: body.to_string(),
+            path: path.clone(),
+        };
         let statements = view.parse()?;
         match statements.as_slice() {
             [Statement::Query(_)] => Ok(view),
             [] => Err(invalid("the file holds no SQL; write one SELECT".into())),
-            [_] => Err(invalid("the file must hold a SELECT only (no CREATE VIEW, the warehouse adds it)".into())),
-            _ => Err(invalid(format!("the file holds {} statements; write exactly one SELECT", statements.len()))),
+            [_] => Err(invalid(
+                "the file must hold a SELECT only (no CREATE VIEW, the warehouse adds it)".into(),
+            )),
+            _ => Err(invalid(format!(
+                "the file holds {} statements; write exactly one SELECT",
+                statements.len()
+            ))),
         }
     }
 
@@ -105,7 +135,11 @@ impl ViewDef {
         let statements = self.parse()?;
         let mut collector = RelationCollector::default();
         let _ = statements.visit(&mut collector);
-        Ok(collector.relations.difference(&collector.ctes).cloned().collect())
+        Ok(collector
+            .relations
+            .difference(&collector.ctes)
+            .cloned()
+            .collect())
     }
 
     /// The view's own `ORDER BY` clause (e.g. `ORDER BY day, region`), if it has one. Engines
@@ -120,10 +154,12 @@ impl ViewDef {
     }
 
     fn parse(&self) -> Result<Vec<Statement>> {
-        Parser::parse_sql(&PostgreSqlDialect {}, &self.sql_body).map_err(|e| WarehouseError::ViewInvalid {
-            view: self.name.clone(),
-            path: self.path.display().to_string(),
-            message: format!("not valid SQL: {e}"),
+        Parser::parse_sql(&PostgreSqlDialect {}, &self.sql_body).map_err(|e| {
+            WarehouseError::ViewInvalid {
+                view: self.name.clone(),
+                path: self.path.display().to_string(),
+                message: format!("not valid SQL: {e}"),
+            }
         })
     }
 }
@@ -146,7 +182,11 @@ pub fn order_views(views: Vec<ViewDef>) -> Result<Vec<ViewDef>> {
     // Edges: view -> the views it reads.
     let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, view) in &by_name {
-        let refs = view.references()?.into_iter().filter(|r| by_name.contains_key(r)).collect();
+        let refs = view
+            .references()?
+            .into_iter()
+            .filter(|r| by_name.contains_key(r))
+            .collect();
         deps.insert(name.clone(), refs);
     }
     let mut ordered = Vec::with_capacity(by_name.len());
@@ -159,7 +199,9 @@ pub fn order_views(views: Vec<ViewDef>) -> Result<Vec<ViewDef>> {
             .map(|(name, _)| name.clone())
             .collect();
         if ready.is_empty() {
-            return Err(WarehouseError::ViewCycle { cycle: find_cycle(&deps, &done) });
+            return Err(WarehouseError::ViewCycle {
+                cycle: find_cycle(&deps, &done),
+            });
         }
         for name in ready {
             done.insert(name.clone());
@@ -173,9 +215,17 @@ pub fn order_views(views: Vec<ViewDef>) -> Result<Vec<ViewDef>> {
 
 /// Checks that every relation a view reads is one of `tables` or one of `views`.
 pub fn check_references(views: &[ViewDef], tables: &[&str]) -> Result<()> {
-    let names: BTreeSet<&str> = views.iter().map(|v| v.name.as_str()).chain(tables.iter().copied()).collect();
+    let names: BTreeSet<&str> = views
+        .iter()
+        .map(|v| v.name.as_str())
+        .chain(tables.iter().copied())
+        .collect();
     for view in views {
-        if let Some(missing) = view.references()?.into_iter().find(|r| !names.contains(r.as_str())) {
+        if let Some(missing) = view
+            .references()?
+            .into_iter()
+            .find(|r| !names.contains(r.as_str()))
+        {
             return Err(WarehouseError::UnknownReference {
                 view: view.name.clone(),
                 path: view.path.display().to_string(),
@@ -189,11 +239,15 @@ pub fn check_references(views: &[ViewDef], tables: &[&str]) -> Result<()> {
 
 /// Walks from an unplaced view along unplaced dependencies until a name repeats.
 fn find_cycle(deps: &BTreeMap<String, BTreeSet<String>>, done: &BTreeSet<String>) -> Vec<String> {
-    let Some(start) = deps.keys().find(|n| !done.contains(*n)) else { return Vec::new() };
+    let Some(start) = deps.keys().find(|n| !done.contains(*n)) else {
+        return Vec::new();
+    };
     let mut path: Vec<String> = vec![start.clone()];
     loop {
         let current = &path[path.len() - 1];
-        let next = deps.get(current).and_then(|d| d.iter().find(|x| !done.contains(*x)));
+        let next = deps
+            .get(current)
+            .and_then(|d| d.iter().find(|x| !done.contains(*x)));
         let Some(next) = next else { return path };
         if let Some(pos) = path.iter().position(|p| p == next) {
             let mut cycle = path.split_off(pos);

@@ -19,14 +19,21 @@ fn names(views: &[ViewDef]) -> Vec<&str> {
 
 /// The SQL without `--` comment lines (the header may mention `FILTER` or `::`).
 fn code_only(sql: &str) -> String {
-    sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n")
+    sql.lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
 fn embedded_views_match_the_directory() {
     let embedded = embedded_views().expect("embedded views load");
     let loaded = load_views(&repo_views_dir()).expect("queries/views loads");
-    let pairs = |v: &[ViewDef]| v.iter().map(|v| (v.name.clone(), v.sql_body.clone())).collect::<Vec<_>>();
+    let pairs = |v: &[ViewDef]| {
+        v.iter()
+            .map(|v| (v.name.clone(), v.sql_body.clone()))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
         pairs(&embedded),
         pairs(&loaded),
@@ -36,12 +43,20 @@ fn embedded_views_match_the_directory() {
 
 #[test]
 fn every_view_parses_as_postgres_redshift_and_generic() {
-    let dialects: [(&str, &dyn Dialect); 3] =
-        [("PostgreSQL", &PostgreSqlDialect {}), ("Redshift", &RedshiftSqlDialect {}), ("generic", &GenericDialect {})];
+    let dialects: [(&str, &dyn Dialect); 3] = [
+        ("PostgreSQL", &PostgreSqlDialect {}),
+        ("Redshift", &RedshiftSqlDialect {}),
+        ("generic", &GenericDialect {}),
+    ];
     for v in embedded_views().expect("embedded views load") {
         for (label, dialect) in dialects {
             let parsed = Parser::parse_sql(dialect, &v.create_sql());
-            assert!(parsed.is_ok(), "view {} does not parse with the {label} dialect: {:?}", v.name, parsed.err());
+            assert!(
+                parsed.is_ok(),
+                "view {} does not parse with the {label} dialect: {:?}",
+                v.name,
+                parsed.err()
+            );
         }
     }
 }
@@ -56,16 +71,34 @@ fn every_view_is_documented_ordered_and_portable() {
             v.name
         );
         for needed in ["Grain:", "Columns:", "Dialect notes:"] {
-            assert!(v.sql_body.contains(needed), "{}: the header lacks `{needed}`", v.path.display());
+            assert!(
+                v.sql_body.contains(needed),
+                "{}: the header lacks `{needed}`",
+                v.path.display()
+            );
         }
         let code = code_only(&v.sql_body).to_uppercase();
         for banned in ["FILTER (", "FILTER(", "::", "ILIKE", " QUALIFY ", "ROUND("] {
-            assert!(!code.contains(banned), "{}: `{banned}` is not portable to Redshift/PostgreSQL", v.path.display());
+            assert!(
+                !code.contains(banned),
+                "{}: `{banned}` is not portable to Redshift/PostgreSQL",
+                v.path.display()
+            );
         }
         let statements = v.parse().expect("view parses");
-        let Some(Statement::Query(query)) = statements.first() else { panic!("{}: not a query", v.name) };
-        assert!(query.order_by.is_some(), "{}: add an ORDER BY over the whole grain", v.path.display());
-        assert!(matches!(*query.body, SetExpr::Select(_)), "{}: the body should be one SELECT", v.name);
+        let Some(Statement::Query(query)) = statements.first() else {
+            panic!("{}: not a query", v.name)
+        };
+        assert!(
+            query.order_by.is_some(),
+            "{}: add an ORDER BY over the whole grain",
+            v.path.display()
+        );
+        assert!(
+            matches!(*query.body, SetExpr::Select(_)),
+            "{}: the body should be one SELECT",
+            v.name
+        );
     }
 }
 
@@ -75,7 +108,11 @@ fn views_come_after_the_views_they_read() {
     let position = |n: &str| names(&views).iter().position(|x| *x == n);
     let base = position("call_outcomes").expect("call_outcomes exists");
     let asr = position("answer_seizure_ratio").expect("answer_seizure_ratio exists");
-    assert!(base < asr, "call_outcomes must be created before answer_seizure_ratio: {:?}", names(&views));
+    assert!(
+        base < asr,
+        "call_outcomes must be created before answer_seizure_ratio: {:?}",
+        names(&views)
+    );
     check_references(&views, &["app_events", "call_events"]).expect("every reference is known");
 }
 
@@ -111,9 +148,15 @@ fn a_cycle_is_an_error_naming_it() {
 #[test]
 fn an_unknown_reference_is_an_error_naming_it() {
     let views = vec![view("v", "SELECT * FROM call_event")];
-    let err = check_references(&views, &["app_events", "call_events"]).expect_err("typo must be refused");
+    let err =
+        check_references(&views, &["app_events", "call_events"]).expect_err("typo must be refused");
     let text = err.to_string();
-    assert!(text.contains("`call_event`") && text.contains("view `v`") && text.contains("app_events, call_events"), "{text}");
+    assert!(
+        text.contains("`call_event`")
+            && text.contains("view `v`")
+            && text.contains("app_events, call_events"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -144,7 +187,8 @@ fn bad_view_files_are_refused_with_the_reason() {
 
 #[test]
 fn duplicate_names_and_missing_directories_are_errors() {
-    let err = order_views(vec![view("v", "SELECT 1"), view("v", "SELECT 2")]).expect_err("duplicate");
+    let err =
+        order_views(vec![view("v", "SELECT 1"), view("v", "SELECT 2")]).expect_err("duplicate");
     assert!(err.to_string().contains("defined twice"), "{err}");
     let err = load_views(Path::new("/nonexistent/views")).expect_err("missing dir");
     assert!(err.to_string().contains("/nonexistent/views"), "{err}");

@@ -90,8 +90,16 @@ fn targets(app: &Option<String>, call: &Option<String>) -> Result<Vec<(Stream, S
 
 pub async fn produce(args: ProduceArgs) -> Result<()> {
     let client = args.endpoint.client().await?;
-    let options = ProduceOptions { targets: targets(&args.app_stream, &args.call_stream)?, aggregate: args.aggregate, rate: args.rate };
-    let config = GeneratorConfig { seed: args.seed, events: args.events, ..GeneratorConfig::default() };
+    let options = ProduceOptions {
+        targets: targets(&args.app_stream, &args.call_stream)?,
+        aggregate: args.aggregate,
+        rate: args.rate,
+    };
+    let config = GeneratorConfig {
+        seed: args.seed,
+        events: args.events,
+        ..GeneratorConfig::default()
+    };
     let summary = etl_kinesis::produce(&client, config, &options).await?;
     let mut per_stream: Vec<_> = summary.events.iter().collect();
     per_stream.sort();
@@ -134,21 +142,30 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
     let mut runs = Vec::new();
     let mut stops = Vec::new();
     for (stream, kinesis_stream) in targets(&args.app_stream, &args.call_stream)? {
-        let (source, committer, stop) = etl_kinesis::open_source(client.clone(), &kinesis_stream, store.clone(), options.clone())
-            .await
-            .with_context(|| format!("opening Kinesis stream {kinesis_stream}"))?;
+        let (source, committer, stop) = etl_kinesis::open_source(
+            client.clone(),
+            &kinesis_stream,
+            store.clone(),
+            options.clone(),
+        )
+        .await
+        .with_context(|| format!("opening Kinesis stream {kinesis_stream}"))?;
         stops.push(stop);
         let pipeline = pipeline.clone();
         runs.push(tokio::spawn(async move {
             let hook: Arc<dyn CommitSink> = Arc::new(committer.clone());
-            let summary = pipeline.ingest_with_hook(stream.as_str(), Box::new(source), None, Some(hook)).await?;
+            let summary = pipeline
+                .ingest_with_hook(stream.as_str(), Box::new(source), None, Some(hook))
+                .await?;
             committer.flush().await?;
             anyhow::Ok((summary, committer.lag()))
         }));
     }
     let signals = tokio::spawn(async move {
         if wait_for_signal().await.is_ok() {
-            tracing::warn!("stop requested: finishing the batches in flight and committing positions");
+            tracing::warn!(
+                "stop requested: finishing the batches in flight and committing positions"
+            );
             for stop in &stops {
                 stop.stop();
             }

@@ -30,7 +30,11 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 fn generator_config(args: &GenerateArgs) -> GeneratorConfig {
-    let mut cfg = GeneratorConfig { seed: args.seed, events: args.events, ..GeneratorConfig::default() };
+    let mut cfg = GeneratorConfig {
+        seed: args.seed,
+        events: args.events,
+        ..GeneratorConfig::default()
+    };
     if let Some(v) = args.duplicate_rate {
         cfg.duplicate_rate = v;
     }
@@ -49,10 +53,12 @@ fn generator_config(args: &GenerateArgs) -> GeneratorConfig {
 fn generate(args: GenerateArgs) -> Result<GeneratorStats> {
     let cfg = generator_config(&args);
     cfg.validate()?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
     let open = |name: &str| -> Result<BufWriter<std::fs::File>> {
         let path = args.out.join(name);
-        let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let file = std::fs::File::create(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
         Ok(BufWriter::with_capacity(1 << 20, file))
     };
     let (mut app, mut call) = (open("app_events.ndjson")?, open("call_events.ndjson")?);
@@ -74,16 +80,26 @@ fn generate(args: GenerateArgs) -> Result<GeneratorStats> {
 fn progress_bar(total_bytes: u64) -> ProgressBar {
     let bar = ProgressBar::new(total_bytes);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} ingest [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} ingest [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar
 }
 
 /// Ingests `files` into `stream` and returns the merged summary.
-async fn ingest_files(pipeline: &Pipeline, stream: &str, files: &[String], bar: Option<ProgressBar>) -> Result<StreamSummary> {
-    let mut total = StreamSummary { stream: stream.to_string(), ..Default::default() };
+async fn ingest_files(
+    pipeline: &Pipeline,
+    stream: &str,
+    files: &[String],
+    bar: Option<ProgressBar>,
+) -> Result<StreamSummary> {
+    let mut total = StreamSummary {
+        stream: stream.to_string(),
+        ..Default::default()
+    };
     for file in files {
         let source = LineSource::open(file).with_context(|| format!("cannot open input {file}"))?;
         let progress: Option<Progress> = bar.clone().map(|bar| {
@@ -93,7 +109,10 @@ async fn ingest_files(pipeline: &Pipeline, stream: &str, files: &[String], bar: 
                 bar.inc(bytes.saturating_sub(before));
             }) as Progress
         });
-        let summary = pipeline.ingest(stream, Box::new(source), progress).await.with_context(|| format!("ingesting {file} into {stream}"))?;
+        let summary = pipeline
+            .ingest(stream, Box::new(source), progress)
+            .await
+            .with_context(|| format!("ingesting {file} into {stream}"))?;
         total.merge(&summary);
     }
     Ok(total)
@@ -117,20 +136,27 @@ const DEMO_MARKER: &str = ".etl-demo";
 /// Empties a directory the demo made before; refuses one it did not make.
 fn prepare_demo_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
-        let empty = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?.next().is_none();
+        let empty = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .next()
+            .is_none();
         if !empty && !dir.join(DEMO_MARKER).exists() {
             bail!("{} is not empty and was not made by `etl demo`; pass another --dir (the demo replaces its directory's lake)", dir.display());
         }
         for sub in ["lake", "input"] {
             let path = dir.join(sub);
             if path.exists() {
-                std::fs::remove_dir_all(&path).with_context(|| format!("cannot clear {}", path.display()))?;
+                std::fs::remove_dir_all(&path)
+                    .with_context(|| format!("cannot clear {}", path.display()))?;
             }
         }
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::write(dir.join(DEMO_MARKER), "made by `etl demo`; the demo clears lake/ and input/ here on each run\n")
-        .with_context(|| format!("cannot write {}", dir.join(DEMO_MARKER).display()))?;
+    std::fs::write(
+        dir.join(DEMO_MARKER),
+        "made by `etl demo`; the demo clears lake/ and input/ here on each run\n",
+    )
+    .with_context(|| format!("cannot write {}", dir.join(DEMO_MARKER).display()))?;
     Ok(())
 }
 
@@ -138,7 +164,12 @@ async fn demo(global: &crate::cli::Global, setup: &Setup, args: DemoArgs) -> Res
     let started = Instant::now();
     prepare_demo_dir(&global.dir)?;
     let input = global.dir.join("input");
-    println!("etl demo: {} events (seed {}) into {}", args.events, args.seed, global.dir.display());
+    println!(
+        "etl demo: {} events (seed {}) into {}",
+        args.events,
+        args.seed,
+        global.dir.display()
+    );
     let gen_args = GenerateArgs {
         events: args.events,
         seed: args.seed,
@@ -150,12 +181,22 @@ async fn demo(global: &crate::cli::Global, setup: &Setup, args: DemoArgs) -> Res
     };
     let t = Instant::now();
     let generated = tokio::task::spawn_blocking(move || generate(gen_args)).await??;
-    println!("1/3 generated {} records in {:.1}s", generated.events(), t.elapsed().as_secs_f64());
+    println!(
+        "1/3 generated {} records in {:.1}s",
+        generated.events(),
+        t.elapsed().as_secs_f64()
+    );
 
     let pipeline = setup.pipeline()?;
     pipeline.sync_catalog().await?;
-    let app_files = vec![input.join("app_events.ndjson").to_string_lossy().into_owned()];
-    let call_files = vec![input.join("call_events.ndjson").to_string_lossy().into_owned()];
+    let app_files = vec![input
+        .join("app_events.ndjson")
+        .to_string_lossy()
+        .into_owned()];
+    let call_files = vec![input
+        .join("call_events.ndjson")
+        .to_string_lossy()
+        .into_owned()];
     let total_bytes: u64 = ["app_events.ndjson", "call_events.ndjson"]
         .iter()
         .filter_map(|f| std::fs::metadata(input.join(f)).ok())
@@ -171,19 +212,35 @@ async fn demo(global: &crate::cli::Global, setup: &Setup, args: DemoArgs) -> Res
     let (app, call) = (app?, call?);
     let secs = t.elapsed().as_secs_f64();
     let read = app.read + call.read;
-    println!("2/3 ingested {read} records in {secs:.1}s ({:.0} records/s, {:.1} MB/s)", read as f64 / secs, (app.bytes_read + call.bytes_read) as f64 / 1e6 / secs);
+    println!(
+        "2/3 ingested {read} records in {secs:.1}s ({:.0} records/s, {:.1} MB/s)",
+        read as f64 / secs,
+        (app.bytes_read + call.bytes_read) as f64 / 1e6 / secs
+    );
     for s in [&app, &call] {
         println!("  {}", s.to_string().replace('\n', "\n  "));
     }
     if setup.key_is_demo {
-        println!("  phone numbers masked with the built-in demo key (use --mask-key-file for real data)");
+        println!(
+            "  phone numbers masked with the built-in demo key (use --mask-key-file for real data)"
+        );
     }
     println!("  lake:         {}", pipeline.lake().location());
-    println!("  dead letters: {}/dead-letters/", pipeline.lake().location());
-    println!("  catalog:      {}/_catalog/catalog.json", pipeline.lake().location());
+    println!(
+        "  dead letters: {}/dead-letters/",
+        pipeline.lake().location()
+    );
+    println!(
+        "  catalog:      {}/_catalog/catalog.json",
+        pipeline.lake().location()
+    );
     println!("3/3 curated views (first {} rows each):", args.rows);
     views(global, setup, args.rows).await?;
-    println!("done in {:.1}s. Try: etl --dir {} query \"SELECT * FROM calls_per_hour LIMIT 5\"", started.elapsed().as_secs_f64(), global.dir.display());
+    println!(
+        "done in {:.1}s. Try: etl --dir {} query \"SELECT * FROM calls_per_hour LIMIT 5\"",
+        started.elapsed().as_secs_f64(),
+        global.dir.display()
+    );
     Ok(())
 }
 
@@ -200,12 +257,21 @@ async fn catalog(setup: &Setup, command: CatalogCommand) -> Result<()> {
             for schema in &setup.schemas {
                 match catalog.table(&schema.stream).await? {
                     Some(t) => {
-                        println!("{} (schema v{}, {} columns) at {}", schema.stream, t.schema_version, t.columns.len(), t.location);
+                        println!(
+                            "{} (schema v{}, {} columns) at {}",
+                            schema.stream,
+                            t.schema_version,
+                            t.columns.len(),
+                            t.location
+                        );
                         for p in catalog.partitions(&schema.stream).await? {
                             println!("  {}", p.path());
                         }
                     }
-                    None => println!("{}: not in the catalog (run `etl catalog sync`)", schema.stream),
+                    None => println!(
+                        "{}: not in the catalog (run `etl catalog sync`)",
+                        schema.stream
+                    ),
                 }
             }
         }

@@ -24,8 +24,11 @@ pub struct ConfigFile {
 const DEMO_MASK_KEY: &[u8] = b"etl-demo-mask-key-NOT-SECRET-set-ETL_MASK_KEY_FILE";
 
 pub fn init_logging(global: &Global) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&global.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match global.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -53,8 +56,10 @@ impl Setup {
         };
         let options = match &global.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-                let config: ConfigFile = toml::from_str(&text).with_context(|| format!("config file {} is invalid", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                let config: ConfigFile = toml::from_str(&text)
+                    .with_context(|| format!("config file {} is invalid", path.display()))?;
                 config.pipeline
             }
             None => PipelineOptions::default(),
@@ -62,21 +67,40 @@ impl Setup {
         options.validate()?;
         let (key, key_is_demo) = match &global.mask_key_file {
             Some(path) => {
-                let bytes = std::fs::read(path).with_context(|| format!("cannot read the masking key file {} (--mask-key-file)", path.display()))?;
+                let bytes = std::fs::read(path).with_context(|| {
+                    format!(
+                        "cannot read the masking key file {} (--mask-key-file)",
+                        path.display()
+                    )
+                })?;
                 let trimmed = bytes.trim_ascii();
-                let key = MaskKey::new(trimmed).map_err(|e| anyhow::anyhow!("--mask-key-file {}: {e}", path.display()))?;
+                let key = MaskKey::new(trimmed)
+                    .map_err(|e| anyhow::anyhow!("--mask-key-file {}: {e}", path.display()))?;
                 (key, false)
             }
-            None => (MaskKey::new(DEMO_MASK_KEY).map_err(anyhow::Error::msg)?, true),
+            None => (
+                MaskKey::new(DEMO_MASK_KEY).map_err(anyhow::Error::msg)?,
+                true,
+            ),
         };
         if key_is_demo {
             tracing::warn!("phone numbers are masked with the built-in demo key; set --mask-key-file (ETL_MASK_KEY_FILE) for real data");
         }
-        Ok(Setup { schemas, options, lake_dir: global.dir.join("lake"), key_is_demo, key, transform_sql })
+        Ok(Setup {
+            schemas,
+            options,
+            lake_dir: global.dir.join("lake"),
+            key_is_demo,
+            key,
+            transform_sql,
+        })
     }
 
     pub fn lake(&self) -> Result<Lake> {
-        let location = self.lake_dir.to_str().context("the --dir path must be valid UTF-8")?;
+        let location = self
+            .lake_dir
+            .to_str()
+            .context("the --dir path must be valid UTF-8")?;
         Ok(Lake::open(location)?)
     }
 
@@ -86,7 +110,14 @@ impl Setup {
         }
         let lake = self.lake()?;
         let catalog = Arc::new(FileCatalog::new(lake.clone()));
-        let transformer = Transformer::new(&self.schemas, self.transform_sql.clone(), self.key.clone())?;
-        Ok(Pipeline::new(self.options.clone(), self.schemas.clone(), transformer, lake, catalog)?)
+        let transformer =
+            Transformer::new(&self.schemas, self.transform_sql.clone(), self.key.clone())?;
+        Ok(Pipeline::new(
+            self.options.clone(),
+            self.schemas.clone(),
+            transformer,
+            lake,
+            catalog,
+        )?)
     }
 }

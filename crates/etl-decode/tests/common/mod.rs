@@ -7,7 +7,11 @@ use std::sync::Arc;
 
 pub fn schema(stream: &str) -> Arc<StreamSchema> {
     let all = etl_schema::embedded().expect("embedded schemas parse");
-    Arc::new(all.into_iter().find(|s| s.stream == stream).expect("stream exists"))
+    Arc::new(
+        all.into_iter()
+            .find(|s| s.stream == stream)
+            .expect("stream exists"),
+    )
 }
 
 pub fn decoder(stream: &str) -> Decoder {
@@ -15,7 +19,9 @@ pub fn decoder(stream: &str) -> Decoder {
 }
 
 pub fn decode(stream: &str, records: &[&str]) -> DecodedBatch {
-    decoder(stream).decode(records.iter().map(|r| r.as_bytes())).expect("no internal error")
+    decoder(stream)
+        .decode(records.iter().map(|r| r.as_bytes()))
+        .expect("no internal error")
 }
 
 /// The single reject of a one-record batch (panics if the record was accepted).

@@ -29,7 +29,10 @@ pub fn schemas() -> TestResult<Vec<StreamSchema>> {
 }
 
 pub fn schema(name: &str) -> TestResult<StreamSchema> {
-    schemas()?.into_iter().find(|s| s.stream == name).ok_or_else(|| format!("no schema {name}").into())
+    schemas()?
+        .into_iter()
+        .find(|s| s.stream == name)
+        .ok_or_else(|| format!("no schema {name}").into())
 }
 
 /// One CSV file: header and rows; `None` is an empty unquoted field.
@@ -49,7 +52,13 @@ pub fn parse_csv(text: &str) -> TestResult<Csv> {
     for (n, line) in lines.enumerate() {
         let row = parse_line(line)?;
         if row.len() != header.len() {
-            return Err(format!("CSV line {} has {} fields, the header {}", n + 2, row.len(), header.len()).into());
+            return Err(format!(
+                "CSV line {} has {} fields, the header {}",
+                n + 2,
+                row.len(),
+                header.len()
+            )
+            .into());
         }
         rows.push(row);
     }
@@ -99,13 +108,27 @@ fn parse_line(line: &str) -> TestResult<Vec<Option<String>>> {
 /// The fixture rows of `table` as one batch with the lake schema.
 pub fn fixture_batch(table: &str) -> TestResult<RecordBatch> {
     let path = views_dir().join("fixtures").join(format!("{table}.csv"));
-    let csv = parse_csv(&std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?)?;
+    let csv = parse_csv(
+        &std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+    )?;
     let lake_schema = schema(table)?.lake_arrow_schema();
-    let columns: Vec<&str> = lake_schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let columns: Vec<&str> = lake_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
     if csv.header != columns {
-        return Err(format!("{}: header {:?} is not the lake columns {columns:?}", path.display(), csv.header).into());
+        return Err(format!(
+            "{}: header {:?} is not the lake columns {columns:?}",
+            path.display(),
+            csv.header
+        )
+        .into());
     }
-    let options = CastOptions { safe: false, ..Default::default() };
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for (i, field) in lake_schema.fields().iter().enumerate() {
         let text: StringArray = csv.rows.iter().map(|r| r[i].as_deref()).collect();
@@ -118,29 +141,53 @@ pub fn fixture_batch(table: &str) -> TestResult<RecordBatch> {
 
 /// Writes `batch` of `table` under `root` in the lake layout, one file per `dt`/`hour`
 /// (derived from `occurred_at`, UTC). Returns the files written.
-pub fn write_lake(root: &Path, table: &str, batch: &RecordBatch, file_name: &str) -> TestResult<Vec<PathBuf>> {
+pub fn write_lake(
+    root: &Path,
+    table: &str,
+    batch: &RecordBatch,
+    file_name: &str,
+) -> TestResult<Vec<PathBuf>> {
     let occurred = cast_with_options(
-        batch.column_by_name("occurred_at").ok_or("no occurred_at")?,
+        batch
+            .column_by_name("occurred_at")
+            .ok_or("no occurred_at")?,
         &arrow::datatypes::DataType::Utf8,
         &CastOptions::default(),
     )?;
-    let occurred = occurred.as_any().downcast_ref::<StringArray>().ok_or("occurred_at as text")?;
+    let occurred = occurred
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or("occurred_at as text")?;
     let mut groups: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
     for row in 0..batch.num_rows() {
         // Arrow renders the UTC timestamp as `YYYY-MM-DDTHH:MM:SS...`.
         let ts = occurred.value(row);
-        let key = (ts.get(0..10).ok_or("short ts")?.to_string(), ts.get(11..13).ok_or("short ts")?.to_string());
+        let key = (
+            ts.get(0..10).ok_or("short ts")?.to_string(),
+            ts.get(11..13).ok_or("short ts")?.to_string(),
+        );
         groups.entry(key).or_default().push(row as u32);
     }
     let mut written = Vec::new();
     for ((dt, hour), rows) in groups {
         let indices = UInt32Array::from(rows);
-        let columns = batch.columns().iter().map(|c| take(c.as_ref(), &indices, None)).collect::<Result<Vec<_>, _>>()?;
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &indices, None))
+            .collect::<Result<Vec<_>, _>>()?;
         let part = RecordBatch::try_new(batch.schema(), columns)?;
-        let dir = root.join(table).join(format!("dt={dt}")).join(format!("hour={hour}"));
+        let dir = root
+            .join(table)
+            .join(format!("dt={dt}"))
+            .join(format!("hour={hour}"));
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(file_name);
-        let mut writer = ArrowWriter::try_new(std::fs::File::create(&path)?, Arc::clone(&part.schema()), None)?;
+        let mut writer = ArrowWriter::try_new(
+            std::fs::File::create(&path)?,
+            Arc::clone(&part.schema()),
+            None,
+        )?;
         writer.write(&part)?;
         writer.close()?;
         written.push(path);
