@@ -145,16 +145,7 @@ impl Delivery {
         writer: &str,
         catalog: Option<Arc<dyn Catalog>>,
     ) -> Self {
-        let writer: String = writer
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let writer = crate::layout::object_name_safe(writer);
         Delivery {
             lake,
             stream: stream.into(),

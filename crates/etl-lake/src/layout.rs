@@ -58,6 +58,20 @@ impl PartitionValues {
     }
 }
 
+/// `s` with every character other than ASCII letters, digits, `-` and `_` replaced by `_`, so it
+/// can stand in an object name.
+pub(crate) fn object_name_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn data_file(table: &str, p: &PartitionValues, batch: &BatchId, n: usize) -> String {
     format!("{table}/{}/{batch}-{n:04}.parquet", p.path())
 }
