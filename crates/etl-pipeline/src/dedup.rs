@@ -2,15 +2,15 @@
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
-use std::collections::{HashSet, VecDeque};
-use xxhash_rust::xxh3::xxh3_128;
+use etl_transform::{id_digest, id_set, IdSet};
+use std::collections::VecDeque;
 
 /// The most recent `capacity` event ids (as 128-bit hashes: a false match, which would drop a
 /// real event, has a probability around 10^-26). Oldest ids are forgotten first.
 #[derive(Debug)]
 pub struct DedupWindow {
     capacity: usize,
-    seen: HashSet<u128>,
+    seen: IdSet,
     order: VecDeque<u128>,
 }
 
@@ -19,7 +19,7 @@ impl DedupWindow {
     pub fn new(capacity: usize) -> Self {
         DedupWindow {
             capacity,
-            seen: HashSet::with_capacity(capacity.min(1 << 20)),
+            seen: id_set(capacity.min(1 << 20)),
             order: VecDeque::new(),
         }
     }
@@ -42,7 +42,7 @@ impl DedupWindow {
         let mut keep = Vec::with_capacity(ids.len());
         let mut dropped = 0;
         for id in ids.iter() {
-            let h = xxh3_128(id.unwrap_or_default().as_bytes());
+            let h = id_digest(id.unwrap_or_default());
             if self.seen.insert(h) {
                 self.order.push_back(h);
                 keep.push(true);

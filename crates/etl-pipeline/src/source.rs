@@ -51,13 +51,22 @@ pub trait RecordSource: Send {
 
 /// NDJSON lines from a file or stdin, gzip detected by its magic bytes. Empty lines are skipped;
 /// a trailing `\r` is removed. Positions are 1-based line numbers.
+///
+/// Reads in chunks of [`READ_CHUNK`] bytes straight into the batch's buffer and cuts lines there
+/// (no per-line copy); the bytes after the last line of a batch start the next batch.
 pub struct LineSource {
-    reader: Box<dyn BufRead + Send>,
+    reader: Box<dyn Read + Send>,
+    /// Bytes read but not handed on yet: the beginning of the next batch.
+    carry: Vec<u8>,
+    eof: bool,
     name: String,
     tag: String,
     time_ms: i64,
     line: u64,
 }
+
+/// Bytes asked of the reader at a time.
+pub const READ_CHUNK: usize = 1 << 20;
 
 impl LineSource {
     /// Opens `path`, or stdin for `-`.
@@ -96,23 +105,36 @@ impl LineSource {
 
     /// Lines from any reader (gzip detected).
     pub fn from_reader(reader: Box<dyn Read + Send>, name: &str, tag: &str, time_ms: i64) -> Self {
-        let mut buffered = BufReader::with_capacity(1 << 20, reader);
+        let mut buffered = BufReader::with_capacity(READ_CHUNK, reader);
         let gz = matches!(buffered.fill_buf(), Ok(b) if b.starts_with(&[0x1f, 0x8b]));
-        let reader: Box<dyn BufRead + Send> = if gz {
-            Box::new(BufReader::with_capacity(
-                1 << 20,
-                MultiGzDecoder::new(buffered),
-            ))
+        let reader: Box<dyn Read + Send> = if gz {
+            Box::new(MultiGzDecoder::new(buffered))
         } else {
+            // Reads of READ_CHUNK bytes bypass the BufReader's buffer once it is drained.
             Box::new(buffered)
         };
         LineSource {
             reader,
+            carry: Vec::new(),
+            eof: false,
             name: name.to_string(),
             tag: tag.to_string(),
             time_ms,
             line: 0,
         }
+    }
+
+    /// Records line `data[start..end]` (without its `\n`) unless it is blank.
+    fn push_line(&mut self, batch: &mut RawBatch, start: usize, mut end: usize) {
+        self.line += 1;
+        if batch.data[start..end].ends_with(b"\r") {
+            end -= 1;
+        }
+        if batch.data[start..end].iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        batch.ranges.push((start, end));
+        batch.positions.push(self.line);
     }
 }
 
@@ -132,30 +154,37 @@ impl RecordSource for LineSource {
         max_bytes: usize,
     ) -> std::io::Result<Option<RawBatch>> {
         let mut batch = RawBatch {
-            data: Vec::with_capacity(max_bytes.min(8 << 20)),
+            data: std::mem::take(&mut self.carry),
             ..Default::default()
         };
-        while batch.len() < max_records && batch.data.len() < max_bytes {
-            let start = batch.data.len();
-            let n = self.reader.read_until(b'\n', &mut batch.data)?;
-            if n == 0 {
-                break;
-            }
-            self.line += 1;
-            let mut end = batch.data.len();
-            if batch.data[..end].ends_with(b"\n") {
-                end -= 1;
-            }
-            if batch.data[start..end].ends_with(b"\r") {
-                end -= 1;
-            }
-            if batch.data[start..end].iter().all(u8::is_ascii_whitespace) {
-                batch.data.truncate(start);
+        batch.data.reserve(max_bytes.min(8 << 20) + READ_CHUNK);
+        // `pos`: start of the first line not yet taken; `scanned`: no `\n` in data[pos..scanned].
+        let (mut pos, mut scanned) = (0usize, 0usize);
+        while batch.len() < max_records && pos < max_bytes {
+            if let Some(i) = memchr::memchr(b'\n', &batch.data[scanned..]) {
+                let end = scanned + i;
+                self.push_line(&mut batch, pos, end);
+                pos = end + 1;
+                scanned = pos;
                 continue;
             }
-            batch.ranges.push((start, end));
-            batch.positions.push(self.line);
+            scanned = batch.data.len();
+            if self.eof {
+                if pos < batch.data.len() {
+                    let end = batch.data.len();
+                    self.push_line(&mut batch, pos, end);
+                    pos = end;
+                }
+                break;
+            }
+            let n = self
+                .reader
+                .by_ref()
+                .take(READ_CHUNK as u64)
+                .read_to_end(&mut batch.data)?;
+            self.eof = n == 0;
         }
+        self.carry = batch.data.split_off(pos);
         Ok(if batch.is_empty() { None } else { Some(batch) })
     }
 }

@@ -364,3 +364,59 @@ async fn gzip_input_is_detected() {
         .unwrap();
     assert_eq!((summary.read, summary.written), (10, 10), "{summary}");
 }
+
+/// Lines cut across read chunks and batch limits come out whole, in order, with their line
+/// numbers; blank lines are skipped, `\r\n` is accepted, the last line may lack its `\n`.
+#[test]
+fn line_source_cuts_lines_across_chunks_and_batches() {
+    use crate::source::{RecordSource, READ_CHUNK};
+    let mut input = Vec::new();
+    let mut expected = Vec::new();
+    let mut line_no = 0u64;
+    while input.len() < 3 * READ_CHUNK + 100 {
+        line_no += 1;
+        match line_no % 7 {
+            0 => input.extend_from_slice(b"\n"),
+            3 => input.extend_from_slice(b"   \r\n"),
+            _ => {
+                // Lengths vary so lines straddle the chunk boundaries at different offsets.
+                let text = format!(
+                    "{{\"n\":{line_no},\"pad\":\"{}\"}}",
+                    "x".repeat((line_no % 13) as usize * 97)
+                );
+                input.extend_from_slice(text.as_bytes());
+                input.extend_from_slice(if line_no % 2 == 0 { b"\r\n" } else { b"\n" });
+                expected.push((line_no, text));
+            }
+        }
+    }
+    line_no += 1;
+    input.extend_from_slice(b"{\"last\":true}");
+    expected.push((line_no, "{\"last\":true}".to_string()));
+
+    for (max_records, max_bytes) in [(1000, 1 << 30), (usize::MAX, 300_000), (7, 1 << 30)] {
+        let mut source = LineSource::from_reader(
+            Box::new(std::io::Cursor::new(input.clone())),
+            "cut.ndjson",
+            "cut",
+            0,
+        );
+        let mut got = Vec::new();
+        while let Some(batch) = source.next_batch(max_records, max_bytes).unwrap() {
+            assert!(batch.len() <= max_records);
+            for i in 0..batch.len() {
+                let text = String::from_utf8(batch.record(i).to_vec()).unwrap();
+                got.push((batch.positions[i], text));
+            }
+        }
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "limits {max_records}/{max_bytes}"
+        );
+        assert!(
+            got == expected,
+            "limits {max_records}/{max_bytes}: lines differ"
+        );
+    }
+}

@@ -9,6 +9,7 @@ use datafusion::logical_expr::{
 };
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -98,13 +99,20 @@ impl ScalarUDFImpl for MaskPhone {
         let strings = input.as_string::<i32>();
         let keyed = self.key.mac();
         let mut out = StringBuilder::with_capacity(strings.len(), strings.len() * 64);
-        let mut hex = [0u8; 64];
+        // A number recurs in every event of its call (started, ringing, answered, samples,
+        // ended): remember each distinct number's digest for this batch instead of recomputing
+        // the HMAC, which dominates the cost of the function.
+        let mut digests: HashMap<&str, [u8; 64]> = HashMap::with_capacity(strings.len() / 4);
         for value in strings.iter() {
             match value {
                 Some(v) => {
-                    hmac_hex(&keyed, v, &mut hex);
+                    let hex = digests.entry(v).or_insert_with(|| {
+                        let mut hex = [0u8; 64];
+                        hmac_hex(&keyed, v, &mut hex);
+                        hex
+                    });
                     // Hex digits are ASCII, so this never fails.
-                    out.append_value(std::str::from_utf8(&hex).unwrap_or_default());
+                    out.append_value(std::str::from_utf8(hex).unwrap_or_default());
                 }
                 None => out.append_null(),
             }

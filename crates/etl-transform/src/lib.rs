@@ -11,8 +11,10 @@
 //! This crate does not decode JSON, deduplicate across batches, or write anything.
 
 mod functions;
+mod idset;
 
 pub use functions::MaskKey;
+pub use idset::{id_digest, id_set, DigestHasher, IdSet};
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
@@ -20,7 +22,7 @@ use arrow::datatypes::Schema;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
 use etl_schema::StreamSchema;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -145,9 +147,14 @@ impl Transformer {
             );
         }
         // One partition per batch: the pipeline runs batches in parallel, not operators.
-        let config = SessionConfig::new()
+        // A micro-batch is sorted as ONE run: a batch size above the pipeline's batch sizes keeps
+        // DataFusion from splitting it into chunks, and the in-place threshold makes it
+        // concatenate rather than sort chunks separately and merge them through the row format
+        // (which doubled the cost of the `ORDER BY`).
+        let mut config = SessionConfig::new()
             .with_target_partitions(1)
-            .with_batch_size(16 * 1024);
+            .with_batch_size(256 * 1024);
+        config.options_mut().execution.sort_in_place_threshold_bytes = 1 << 30;
         Ok(Transformer {
             config,
             key,
@@ -165,8 +172,11 @@ impl Transformer {
         else {
             return Ok(batch);
         };
-        let mut seen = HashSet::with_capacity(ids.len());
-        let keep: Vec<bool> = ids.iter().map(|id| seen.insert(id)).collect();
+        let mut seen = id_set(ids.len());
+        let keep: Vec<bool> = ids
+            .iter()
+            .map(|id| seen.insert(id_digest(id.unwrap_or_default())))
+            .collect();
         if seen.len() == ids.len() {
             return Ok(batch);
         }
