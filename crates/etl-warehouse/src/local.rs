@@ -11,6 +11,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use etl_schema::{StreamSchema, PARTITION_KEYS};
@@ -51,6 +52,10 @@ impl std::fmt::Display for LakeLocation {
         }
     }
 }
+
+/// Memory that the queries of one [`LocalWarehouse`] may hold at once (256 MiB); beyond it
+/// sorts and aggregations spill to disk.
+pub const QUERY_MEMORY_LIMIT: usize = 256 << 20;
 
 /// The warehouse of local runs and tests: each stream is a DataFusion `ListingTable` over
 /// `<lake>/<table>/` with Hive partition columns `dt` and `hour` (strings) after the lake
@@ -93,8 +98,12 @@ impl LocalWarehouse {
         };
 
         // List the lake on every scan: no list-files cache (see the type's doc).
+        // Queries share a bounded memory pool; sorts and aggregations beyond it spill to the
+        // temporary directory instead of growing the process (the demo's views over millions of
+        // events would otherwise dominate its peak memory).
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+            .with_memory_pool(Arc::new(FairSpillPool::new(QUERY_MEMORY_LIMIT)))
             .build_arc()
             .map_err(|e| lake_err(format!("cannot build the DataFusion runtime: {e}")))?;
         let config = SessionConfig::new().with_information_schema(true);
