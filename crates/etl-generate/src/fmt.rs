@@ -126,19 +126,7 @@ pub(crate) fn push_fixed(out: &mut Vec<u8>, v: f64, decimals: u32) {
     push_padded(out, n % scale, decimals as usize);
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m as u32, d as u32)
-}
+pub(crate) use etl_schema::calendar::civil_from_days;
 
 /// How a timestamp is spelled in the JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,7 @@
 //!
 //! It does not parse events (see `etl-decode`), run SQL (`etl-transform`) or talk to any catalog.
 
+pub mod calendar;
 pub mod evolution;
 mod lake;
 mod model;
