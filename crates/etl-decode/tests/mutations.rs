@@ -1,10 +1,9 @@
 //! Property-style test: random byte mutations of valid records never panic, every record is
 //! either a row or a reject, and the JSON verdict agrees with serde_json.
 
-mod common;
 
 use arrow::array::AsArray;
-use common::*;
+use crate::common::*;
 use etl_decode::RejectReason;
 
 /// xorshift64*: deterministic, no dependency.

@@ -1,8 +1,7 @@
 //! Every reject reason with realistic bad records, and the exact messages of a few.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use etl_decode::RejectReason::{self, *};
 
 fn check(stream: &str, record: &str, reason: RejectReason, message_has: &str) {
