@@ -5,46 +5,19 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use etl_aws::kinesis::types::StreamStatus;
 use etl_generate::{Generator, GeneratorConfig, Stream};
-use etl_kinesis::{open_source, produce, LakePositionStore, ProduceOptions, SourceOptions};
+use etl_kinesis::{open_source, produce, LakeTarget, ProduceOptions, SourceOptions};
 use etl_lake::catalog::FileCatalog;
 use etl_lake::Lake;
-use etl_pipeline::{CommitSink, Pipeline, PipelineOptions, StreamSummary};
+use etl_pipeline::{BatchWriter, Pipeline, PipelineOptions, StreamSummary};
 use etl_testbed::unique_name;
 
 use crate::{Context, Failure, TestResult};
 
 const STREAM: &str = "app_events";
 
-async fn create_stream(client: &etl_aws::kinesis::Client, name: &str, shards: i32) -> TestResult {
-    client
-        .create_stream()
-        .stream_name(name)
-        .shard_count(shards)
-        .send()
-        .await
-        .context("CreateStream")?;
-    for _ in 0..200 {
-        let summary = client
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .context("DescribeStreamSummary")?;
-        if summary
-            .stream_description_summary()
-            .map(|d| d.stream_status())
-            == Some(&StreamStatus::Active)
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(Failure(format!("stream {name} never became ACTIVE")))
-}
+use etl_testbed::create_stream;
 
 /// Only valid, unique app events: every event must reach the lake exactly once.
 fn events(seed: u64, n: u64) -> GeneratorConfig {
@@ -126,20 +99,21 @@ async fn consume(
     batch_max_records: usize,
     stop_early: bool,
 ) -> Result<(StreamSummary, etl_kinesis::PositionCommitter), Failure> {
-    let store = Arc::new(LakePositionStore::new(lake.clone()));
     let options = SourceOptions {
         stop_when_caught_up: true,
         batch_max_ms: 300,
         ..SourceOptions::default()
     };
-    let (source, committer, stop) = open_source(client.clone(), name, store, options)
+    let pipeline = pipeline(lake, batch_max_records)?;
+    let target = LakeTarget::new(lake.clone(), STREAM, Some(pipeline.catalog().clone()));
+    let (source, committer, stop) = open_source(client.clone(), name, target, options)
         .await
         .context("open_source")?;
     let progress: Option<etl_pipeline::Progress> = stop_early
         .then(|| -> etl_pipeline::Progress { Arc::new(move |_: u64, _: u64| stop.stop()) });
-    let hook: Arc<dyn CommitSink> = Arc::new(committer.clone());
-    let summary = pipeline(lake, batch_max_records)?
-        .ingest_with_hook(STREAM, Box::new(source), progress, Some(hook))
+    let writer: Arc<dyn BatchWriter> = Arc::new(committer.clone());
+    let summary = pipeline
+        .ingest_with_writer(STREAM, Box::new(source), progress, writer)
         .await
         .context("ingest")?;
     committer.flush().await.context("flush")?;
@@ -264,8 +238,8 @@ async fn kinesis_missing_stream_is_a_clear_error() -> TestResult {
     let dir = tempfile::tempdir().context("tempdir")?;
     let lake = Lake::open(&dir.path().to_string_lossy()).context("lake")?;
     let name = unique_name("no-such-stream");
-    let store = Arc::new(LakePositionStore::new(lake));
-    match open_source(client, &name, store, SourceOptions::default()).await {
+    let target = LakeTarget::new(lake, STREAM, None);
+    match open_source(client, &name, target, SourceOptions::default()).await {
         Err(e @ etl_kinesis::KinesisError::StreamNotFound(_)) => {
             assert!(e.to_string().contains(&name), "{e}");
             Ok(())

@@ -6,8 +6,11 @@
 
 mod glue_catalog;
 mod kinesis_kpl_agg;
+mod kinesis_resilience;
 mod kinesis_source;
+mod lake_delivery;
 mod lake_s3;
+mod redshift_suite;
 mod testbed_process;
 mod testbed_smoke;
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use etl_aws::redshiftdata::types::{Field, SqlParameter, StatusString};
 use etl_aws::redshiftdata::Client;
-use etl_redshift::{DataApi, DataApiTarget, PollSettings, RedshiftDataWarehouse, RedshiftError, RedshiftSettings};
+use etl_redshift::{
+    DataApi, DataApiTarget, PollSettings, RedshiftDataWarehouse, RedshiftError, RedshiftSettings,
+};
 use etl_redshift_standin::{RedshiftDataStandIn, StandInConfig};
 use etl_testbed::{PgDatabase, StandIn};
 
@@ -13,20 +15,31 @@ use crate::{Context, Failure, TestResult};
 
 pub(crate) struct Bed {
     pub db: PgDatabase,
-    pub standin: RedshiftDataStandIn,
+    /// Kept alive for the test (the stand-in stops when dropped).
+    pub _standin: RedshiftDataStandIn,
     pub client: Client,
 }
 
 /// A fresh database, a stand-in over PostgreSQL (with `s3` for COPY) and an SDK client for it.
-pub(crate) async fn bed(prefix: &str, s3: Option<etl_aws::s3::Client>, page_rows: usize) -> Result<Bed, Failure> {
+pub(crate) async fn bed(
+    prefix: &str,
+    s3: Option<etl_aws::s3::Client>,
+    page_rows: usize,
+) -> Result<Bed, Failure> {
     let pg = etl_testbed::postgres().await?;
     let db = pg.fresh_database(prefix).await?;
     let mut config = StandInConfig::new(pg.port());
     config.s3 = s3;
     config.page_rows = page_rows;
     let standin = RedshiftDataStandIn::start(config).await?;
-    let client = etl_testbed::aws_clients_for(StandIn::RedshiftData, standin.endpoint()).await?.redshift_data();
-    Ok(Bed { db, standin, client })
+    let client = etl_testbed::aws_clients_for(StandIn::RedshiftData, standin.endpoint())
+        .await?
+        .redshift_data();
+    Ok(Bed {
+        db,
+        _standin: standin,
+        client,
+    })
 }
 
 pub(crate) fn target(db: &PgDatabase) -> DataApiTarget {
@@ -40,13 +53,29 @@ pub(crate) fn target(db: &PgDatabase) -> DataApiTarget {
 }
 
 pub(crate) fn fast_poll() -> PollSettings {
-    PollSettings { initial_ms: 5, max_ms: 50, timeout_ms: 60_000 }
+    PollSettings {
+        initial_ms: 5,
+        max_ms: 50,
+        timeout_ms: 60_000,
+    }
 }
 
-async fn wait_terminal(client: &Client, id: &str) -> Result<etl_aws::redshiftdata::operation::describe_statement::DescribeStatementOutput, Failure> {
+async fn wait_terminal(
+    client: &Client,
+    id: &str,
+) -> Result<etl_aws::redshiftdata::operation::describe_statement::DescribeStatementOutput, Failure>
+{
     for _ in 0..1000 {
-        let out = client.describe_statement().id(id).send().await.context("DescribeStatement")?;
-        if matches!(out.status(), Some(StatusString::Finished | StatusString::Failed | StatusString::Aborted)) {
+        let out = client
+            .describe_statement()
+            .id(id)
+            .send()
+            .await
+            .context("DescribeStatement")?;
+        if matches!(
+            out.status(),
+            Some(StatusString::Finished | StatusString::Failed | StatusString::Aborted)
+        ) {
             return Ok(out);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -76,7 +105,12 @@ async fn execute_with_parameters_and_page_through_typed_results() -> TestResult 
     let id = out.id().context("statement id")?.to_string();
     assert!(out.created_at().is_some(), "CreatedAt is returned");
     let described = wait_terminal(&bed.client, &id).await?;
-    assert_eq!(described.status(), Some(&StatusString::Finished), "error: {:?}", described.error());
+    assert_eq!(
+        described.status(),
+        Some(&StatusString::Finished),
+        "error: {:?}",
+        described.error()
+    );
     assert_eq!(described.has_result_set(), Some(true));
     assert_eq!(described.result_rows(), 5);
     assert_eq!(described.query_parameters().len(), 2);
@@ -86,10 +120,21 @@ async fn execute_with_parameters_and_page_through_typed_results() -> TestResult 
     let mut rows: Vec<Vec<Field>> = Vec::new();
     let mut pages = 0;
     loop {
-        let page = bed.client.get_statement_result().id(&id).set_next_token(token.take()).send().await.context("GetStatementResult")?;
+        let page = bed
+            .client
+            .get_statement_result()
+            .id(&id)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .context("GetStatementResult")?;
         pages += 1;
         assert_eq!(page.total_num_rows(), 5);
-        let names: Vec<&str> = page.column_metadata().iter().filter_map(|c| c.name()).collect();
+        let names: Vec<&str> = page
+            .column_metadata()
+            .iter()
+            .filter_map(|c| c.name())
+            .collect();
         assert_eq!(names, ["n", "half", "f", "even", "label", "ts"]);
         rows.extend(page.records().iter().cloned());
         match page.next_token() {
@@ -126,27 +171,55 @@ async fn a_batch_is_one_transaction_and_errors_carry_the_redshift_message() -> T
         ])
         .await?;
     assert_eq!(ok.len(), 3);
-    assert!(ok[2].ends_with(":3"), "sub-statement ids are <id>:<n>: {ok:?}");
+    assert!(
+        ok[2].ends_with(":3"),
+        "sub-statement ids are <id>:<n>: {ok:?}"
+    );
     let rows = api.fetch(&ok[2]).await?;
-    assert_eq!(rows.columns, [("a".to_string(), "int8".to_string()), ("b".to_string(), "varchar".to_string())]);
+    assert_eq!(
+        rows.columns,
+        [
+            ("a".to_string(), "int8".to_string()),
+            ("b".to_string(), "varchar".to_string())
+        ]
+    );
     assert_eq!(rows.rows.len(), 2);
 
     // The third statement fails: the batch is FAILED, the insert before it is rolled back.
     let err = api
-        .batch(&["INSERT INTO t VALUES (3, 'z')".into(), "CREATE TABLE u (c INT)".into(), "SELECT nope FROM t".into()])
+        .batch(&[
+            "INSERT INTO t VALUES (3, 'z')".into(),
+            "CREATE TABLE u (c INT)".into(),
+            "SELECT nope FROM t".into(),
+        ])
         .await
         .expect_err("the batch must fail");
     match &err {
-        RedshiftError::StatementFailed { status, message, .. } => {
+        RedshiftError::StatementFailed {
+            status, message, ..
+        } => {
             assert_eq!(status, "FAILED");
-            assert!(message.contains("column \"nope\" does not exist"), "{message}");
+            assert!(
+                message.contains("column \"nope\" does not exist"),
+                "{message}"
+            );
         }
         other => panic!("expected StatementFailed, got {other}"),
     }
     let count = api.execute("SELECT COUNT(*) AS n FROM t", &[]).await?;
-    assert_eq!(api.fetch(&count).await?.rows, [[Field::LongValue(2)]], "the failed batch left its insert behind");
-    let err = api.execute("SELECT * FROM u", &[]).await.expect_err("u was rolled back");
-    assert!(err.to_string().contains("relation \"u\" does not exist"), "{err}");
+    assert_eq!(
+        api.fetch(&count).await?.rows,
+        [[Field::LongValue(2)]],
+        "the failed batch left its insert behind"
+    );
+    let err = api
+        .execute("SELECT * FROM u", &[])
+        .await
+        .expect_err("u was rolled back");
+    assert!(
+        err.to_string().contains("relation \"u\" does not exist"),
+        "{err}"
+    );
 
     // DescribeStatement of a failed batch names the failing sub-statement.
     let out = bed
@@ -162,10 +235,21 @@ async fn a_batch_is_one_transaction_and_errors_carry_the_redshift_message() -> T
         .context("BatchExecuteStatement")?;
     let described = wait_terminal(&bed.client, out.id().context("id")?).await?;
     assert_eq!(described.status(), Some(&StatusString::Failed));
-    let statuses: Vec<String> = described.sub_statements().iter().map(|s| format!("{:?}", s.status())).collect();
+    let statuses: Vec<String> = described
+        .sub_statements()
+        .iter()
+        .map(|s| format!("{:?}", s.status()))
+        .collect();
     assert_eq!(statuses.len(), 3);
-    assert!(statuses[0].contains("Finished") && statuses[1].contains("Failed") && statuses[2].contains("Aborted"), "{statuses:?}");
-    assert!(described.sub_statements()[1].error().is_some_and(|e| e.contains("division by zero")));
+    assert!(
+        statuses[0].contains("Finished")
+            && statuses[1].contains("Failed")
+            && statuses[2].contains("Aborted"),
+        "{statuses:?}"
+    );
+    assert!(described.sub_statements()[1]
+        .error()
+        .is_some_and(|e| e.contains("division by zero")));
     Ok(())
 }
 
@@ -183,15 +267,43 @@ async fn cancel_aborts_a_running_statement_and_unknown_ids_are_not_found() -> Te
         .context("ExecuteStatement")?;
     let id = out.id().context("id")?.to_string();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let cancelled = bed.client.cancel_statement().id(&id).send().await.context("CancelStatement")?;
+    let cancelled = bed
+        .client
+        .cancel_statement()
+        .id(&id)
+        .send()
+        .await
+        .context("CancelStatement")?;
     assert_eq!(cancelled.status(), Some(true));
     let described = wait_terminal(&bed.client, &id).await?;
     assert_eq!(described.status(), Some(&StatusString::Aborted));
 
-    let err = bed.client.describe_statement().id("no-such-id").send().await.expect_err("unknown id");
-    assert!(err.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()), "{}", etl_aws::describe_error(&err));
-    let err = bed.client.execute_statement().database(&bed.db.name).sql("SELECT 1").send().await.expect_err("no target");
-    assert!(etl_aws::describe_error(&err).contains("ClusterIdentifier or WorkgroupName"), "{}", etl_aws::describe_error(&err));
+    let err = bed
+        .client
+        .describe_statement()
+        .id("no-such-id")
+        .send()
+        .await
+        .expect_err("unknown id");
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "{}",
+        etl_aws::describe_error(&err)
+    );
+    let err = bed
+        .client
+        .execute_statement()
+        .database(&bed.db.name)
+        .sql("SELECT 1")
+        .send()
+        .await
+        .expect_err("no target");
+    assert!(
+        etl_aws::describe_error(&err).contains("ClusterIdentifier or WorkgroupName"),
+        "{}",
+        etl_aws::describe_error(&err)
+    );
     Ok(())
 }
 
@@ -215,13 +327,24 @@ async fn migrate_creates_extends_and_is_idempotent_and_hostile_names_are_refused
     let views = etl_warehouse::embedded_views()?;
 
     for hostile in ["x\"; drop table y; --", "Analytics", "a.b"] {
-        let err = RedshiftDataWarehouse::with_clients(settings(&bed.db, hostile, "s3://bucket/m"), bed.client.clone(), moto_s3.clone(), &schemas)
-            .expect_err("hostile schema name");
+        let err = RedshiftDataWarehouse::with_clients(
+            settings(&bed.db, hostile, "s3://bucket/m"),
+            bed.client.clone(),
+            moto_s3.clone(),
+            &schemas,
+        )
+        .expect_err("hostile schema name");
         assert!(err.to_string().contains("invalid schema"), "{err}");
     }
     let mut bad_role = settings(&bed.db, "analytics", "s3://bucket/m");
     bad_role.iam_role_arn = "arn:aws:iam::123456789012:role/x'; drop table y; --".into();
-    assert!(RedshiftDataWarehouse::with_clients(bad_role, bed.client.clone(), moto_s3.clone(), &schemas).is_err());
+    assert!(RedshiftDataWarehouse::with_clients(
+        bad_role,
+        bed.client.clone(),
+        moto_s3.clone(),
+        &schemas
+    )
+    .is_err());
 
     // An older call_events table lacking its last columns: migrate adds them.
     bed.db
@@ -229,14 +352,24 @@ async fn migrate_creates_extends_and_is_idempotent_and_hostile_names_are_refused
         .batch_execute("CREATE SCHEMA analytics; CREATE TABLE analytics.call_events (event_id VARCHAR(128) NOT NULL, call_id VARCHAR(128) NOT NULL)")
         .await
         .context("old table")?;
-    let warehouse = RedshiftDataWarehouse::with_clients(settings(&bed.db, "analytics", "s3://bucket/m"), bed.client.clone(), moto_s3, &schemas)?;
+    let warehouse = RedshiftDataWarehouse::with_clients(
+        settings(&bed.db, "analytics", "s3://bucket/m"),
+        bed.client.clone(),
+        moto_s3,
+        &schemas,
+    )?;
     warehouse.migrate_tables(&schemas, &views).await?;
     warehouse.migrate_tables(&schemas, &views).await?;
     let columns = |table: &str| {
         format!("SELECT column_name FROM information_schema.columns WHERE table_schema = 'analytics' AND table_name = '{table}' ORDER BY ordinal_position")
     };
     for stream in &schemas {
-        let rows = bed.db.client.query(&columns(&stream.stream), &[]).await.context("columns")?;
+        let rows = bed
+            .db
+            .client
+            .query(&columns(&stream.stream), &[])
+            .await
+            .context("columns")?;
         let mut got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
         let mut expected: Vec<String> = stream.lake_columns().into_iter().map(|c| c.name).collect();
         if stream.stream != "call_events" {
@@ -246,9 +379,19 @@ async fn migrate_creates_extends_and_is_idempotent_and_hostile_names_are_refused
         expected.sort();
         assert_eq!(got, expected, "{}", stream.stream);
     }
-    let view_count = bed.db.client.query_one("SELECT COUNT(*) FROM information_schema.views WHERE table_schema = 'analytics'", &[]).await.context("views")?;
+    let view_count = bed
+        .db
+        .client
+        .query_one(
+            "SELECT COUNT(*) FROM information_schema.views WHERE table_schema = 'analytics'",
+            &[],
+        )
+        .await
+        .context("views")?;
     assert_eq!(view_count.get::<_, i64>(0), 9);
-    let rows = warehouse.query_rows("SELECT COUNT(*) AS n FROM answer_seizure_ratio").await?;
+    let rows = warehouse
+        .query_rows("SELECT COUNT(*) AS n FROM answer_seizure_ratio")
+        .await?;
     assert_eq!(rows.num_rows(), 1);
     Ok(())
 }

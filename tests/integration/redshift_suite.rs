@@ -11,3 +11,9 @@ pub(crate) mod views;
 /// The hand-made fixture of `queries/views/fixtures` as Parquet (shared with etl-warehouse's tests).
 #[path = "../../crates/etl-warehouse/tests/support/mod.rs"]
 pub(crate) mod fixture;
+#[path = "redshift_kinesis_e2e.rs"]
+mod kinesis_e2e;
+#[path = "redshift_loader.rs"]
+pub(crate) mod loader_e2e;
+#[path = "redshift_pgwire.rs"]
+mod pgwire;

@@ -27,6 +27,13 @@
 //! that stops retrying when most recent attempts failed). Code above this crate must not wrap
 //! AWS calls in retry loops of its own, or attempts multiply.
 //!
+//! One exception, written here so it stays the only one: a long-running polling loop may *pause*
+//! after a call the SDK gave up on and then go on with its next call, because stopping is worse.
+//! The Kinesis shard reader (`etl_kinesis::reader`) does this for `GetRecords` and
+//! `GetShardIterator`: a pause of its shard with exponential backoff and full jitter (1 s to
+//! 30 s), unlimited for throttling, at most 10 in a row for other retryable errors. The SDK's
+//! attempts inside each call are unchanged.
+//!
 //! Retryable, as classified by the SDK:
 //! - transport failures: connection refused or reset, connect timeout
 //!   (`connect_timeout_ms`), attempt timeout (`attempt_timeout_ms`), I/O errors mid-response;

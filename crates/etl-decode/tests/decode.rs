@@ -1,9 +1,8 @@
 //! Decoding accepted records: exact column values, schema, row mapping and buffer reuse.
 
-
+use crate::common::*;
 use arrow::array::{Array, AsArray, RecordBatch, StructArray};
 use arrow::datatypes::{Float64Type, Int64Type, TimestampMillisecondType};
-use crate::common::*;
 use etl_decode::{DecodeOptions, Decoder, RejectReason};
 
 fn str_col<'a>(b: &'a RecordBatch, name: &str) -> Vec<Option<&'a str>> {

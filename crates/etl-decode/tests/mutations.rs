@@ -1,9 +1,8 @@
 //! Property-style test: random byte mutations of valid records never panic, every record is
 //! either a row or a reject, and the JSON verdict agrees with serde_json.
 
-
-use arrow::array::AsArray;
 use crate::common::*;
+use arrow::array::AsArray;
 use etl_decode::RejectReason;
 
 /// xorshift64*: deterministic, no dependency.

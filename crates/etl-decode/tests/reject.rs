@@ -1,6 +1,5 @@
 //! Every reject reason with realistic bad records, and the exact messages of a few.
 
-
 use crate::common::*;
 use etl_decode::RejectReason::{self, *};
 

@@ -147,7 +147,7 @@ fn aggregator_respects_max_bytes() {
     while agg.add("key", &data) {
         added += 1;
     }
-    assert!(added >= 8 && added < 10, "added {added}");
+    assert!((8..10).contains(&added), "added {added}");
     let (key, bytes) = agg.finish().expect("aggregate");
     assert_eq!(key, "key");
     assert!(bytes.len() + key.len() <= 1000, "{}", bytes.len());

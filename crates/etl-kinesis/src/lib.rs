@@ -9,9 +9,9 @@
 //!   `MillisBehindLatest`.
 //! - [`kpl`]: KPL de-aggregation (magic + protobuf + MD5; anything invalid passes through
 //!   unchanged), gzip detection, and the aggregator the producer uses.
-//! - [`source`]: [`KinesisSource`], an `etl_pipeline::source::RecordSource` that cuts the
-//!   shards' records into micro-batches by count, bytes and time, and [`PositionCommitter`], the
-//!   pipeline hook that commits each batch's shard positions after the batch is in the lake.
+//! - [`source`]: [`KinesisSource`], an `etl_pipeline::source::RecordSource` that cuts each
+//!   shard's records into micro-batches by count, bytes and time, and [`PositionCommitter`], the
+//!   pipeline's `BatchWriter` that commits each batch with its shard position (exactly once).
 //! - [`positions`]: positions `(shard, sequence number, sub-sequence)`, the [`PositionStore`]
 //!   interface, and [`LakePositionStore`] (objects in the lake).
 //! - [`producer`]: `PutRecords` in batches of at most 500, retrying failed entries, optionally
@@ -19,27 +19,37 @@
 //!
 //! **What it does not do.** No enhanced fan-out (`SubscribeToShard`), no lease coordination
 //! between several consumer processes (one process owns every shard of a stream), and no retry
-//! loop of its own for throttling or 5xx: the SDK's retry mode configured in `etl-aws` is the
-//! one retry layer. It builds no AWS client: callers pass one from `etl_aws::AwsClients`.
+//! loop of its own around a call for throttling or 5xx: the SDK's retry mode configured in
+//! `etl-aws` is the one retry layer; when the SDK gives up, a reader pauses its shard and goes on
+//! (the rule is in [`reader`]). It builds no AWS client: callers pass one from
+//! `etl_aws::AwsClients`.
 //!
-//! **Delivery.** Positions are committed after the batch's files and commit record are in the
-//! lake, so a stop loses nothing. A crash between the lake commit and the position commit makes
-//! the next run read that batch again (at-least-once); the warehouse `MERGE` on `event_id`
-//! removes the copy.
+//! **Metrics.** [`metrics`]: counters and per-shard lag (`MillisBehindLatest`, event-time lag),
+//! names listed in `docs/kinesis.md`.
+//!
+//! **Delivery.** Exactly once: each batch holds one shard's records and is committed with its
+//! shard position as one record of the shard's commit log (`etl_lake::delivery`,
+//! `docs/delivery.md`), so a crash at any point neither loses nor duplicates an event in the
+//! lake, and a second consumer on the same shard is fenced.
 
 pub mod kpl;
+pub mod metrics;
 pub mod positions;
 pub mod producer;
 pub mod reader;
 pub mod shards;
 pub mod source;
 
+pub use metrics::{ReaderCounts, ReaderMetrics, ShardLag};
 pub use positions::{
     LakePositionStore, PositionStore, RecordPosition, SequenceNumber, ShardPosition,
 };
 pub use producer::{produce, ProduceOptions, ProduceSummary};
 pub use reader::{ReaderOptions, StartPosition};
-pub use source::{open_source, KinesisSource, PositionCommitter, SourceOptions, StopHandle};
+pub use source::{
+    open_source, writer_name, KinesisSource, LakeTarget, PositionCommitter, SourceOptions,
+    StopHandle,
+};
 
 /// Errors of the Kinesis connector.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +70,12 @@ pub enum KinesisError {
     /// Reading or writing positions failed.
     #[error("shard positions: {0}")]
     Positions(String),
+    /// Committing a batch through the lake's delivery protocol failed.
+    #[error("lake delivery: {0}")]
+    Delivery(String),
+    /// Another consumer committed the same record of a shard's log: this one must stop.
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// The lake failed (positions are kept there).
     #[error(transparent)]
     Lake(#[from] etl_lake::LakeError),

@@ -61,6 +61,23 @@ pub struct RecordPosition {
     pub sub_sequence: u64,
 }
 
+impl RecordPosition {
+    /// `<sequence>.<sub-sequence>`: how positions are written in commit records, manifests and
+    /// dead letters.
+    pub fn to_text(&self) -> String {
+        format!("{}.{}", self.sequence_number, self.sub_sequence)
+    }
+
+    /// Parses [`RecordPosition::to_text`]; `None` if `text` is not `<digits>.<digits>`.
+    pub fn from_text(text: &str) -> Option<Self> {
+        let (seq, sub) = text.split_once('.')?;
+        Some(RecordPosition {
+            sequence_number: SequenceNumber::parse(seq)?,
+            sub_sequence: sub.parse().ok()?,
+        })
+    }
+}
+
 impl Ord for RecordPosition {
     fn cmp(&self, other: &Self) -> Ordering {
         (&self.sequence_number, self.sub_sequence)
@@ -86,8 +103,10 @@ pub struct ShardPosition {
     pub finished: bool,
 }
 
-/// Where committed positions live. `commit` is called only after the batch holding the records
-/// is durably in the lake, in batch order.
+/// Where the ends of shards are marked. The position a shard resumes from lives in its delivery
+/// commit log (`etl_lake::delivery`), written together with the data; this store only records
+/// that a closed shard was read to its end and everything of it committed (`finished`), which
+/// lets its children be read. `commit` is called only after that shard's last batch committed.
 #[async_trait]
 pub trait PositionStore: Send + Sync {
     /// Every committed shard position of `stream`, by shard id.
@@ -165,6 +184,11 @@ mod tests {
         assert_eq!(pos("010", 0), pos("10", 0));
         assert!(pos("10", 1) > pos("10", 0));
         assert!(SequenceNumber::parse("12a").is_none() && SequenceNumber::parse("").is_none());
+        let p = pos(long, 7);
+        assert_eq!(p.to_text(), format!("{long}.7"));
+        assert_eq!(RecordPosition::from_text(&p.to_text()), Some(p));
+        assert!(RecordPosition::from_text("12").is_none());
+        assert!(RecordPosition::from_text("12.x").is_none());
     }
 
     #[tokio::test]

@@ -22,6 +22,9 @@ pub const MAX_ENTRIES: usize = 500;
 pub const MAX_REQUEST_BYTES: usize = 5 << 20;
 /// Rounds of re-sending failed entries before giving up.
 pub const MAX_ENTRY_ROUNDS: u32 = 12;
+/// Largest record Kinesis accepts: 1 MiB, data and partition key together.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
 /// Largest aggregated record built (Kinesis takes 1 MiB per record by default, key included).
 pub const MAX_AGGREGATE_BYTES: usize = 1_000_000;
 
@@ -43,6 +46,9 @@ pub struct ProduceSummary {
     pub events: HashMap<String, u64>,
     /// Generated events of streams without a target.
     pub skipped: u64,
+    /// Generated records larger than a Kinesis record may be ([`MAX_RECORD_BYTES`], partition
+    /// key included), not sent: Kinesis would refuse the whole `PutRecords` call.
+    pub oversize: u64,
     /// Kinesis records put (fewer than events when aggregating).
     pub kinesis_records: u64,
     /// `PutRecords` calls.
@@ -102,8 +108,17 @@ pub async fn produce(
             continue;
         };
         produced += 1;
-        *summary.events.entry(target.name.clone()).or_default() += 1;
         let key = format!("pk-{produced}");
+        if line.len() + key.len() > MAX_RECORD_BYTES {
+            summary.oversize += 1;
+            tracing::warn!(
+                stream = %target.name,
+                bytes = line.len(),
+                "generated record is larger than a Kinesis record may be; not sent"
+            );
+            continue;
+        }
+        *summary.events.entry(target.name.clone()).or_default() += 1;
         let line = line.to_vec();
         let ready = match &mut target.aggregator {
             Some(agg) => {
@@ -112,8 +127,18 @@ pub async fn produce(
                 } else {
                     // Full: send the aggregate, start the next one with this record.
                     let full = agg.finish();
-                    agg.add(&key, &line);
-                    full
+                    if let Some((k, bytes)) = full {
+                        push(client, target, k, bytes, &mut summary).await?;
+                    }
+                    let Some(agg) = target.aggregator.as_mut() else {
+                        continue;
+                    };
+                    if agg.add(&key, &line) {
+                        None
+                    } else {
+                        // Too large for any aggregate: it goes as a plain record.
+                        Some((key, line))
+                    }
                 }
             }
             None => Some((key, line)),

@@ -1,22 +1,39 @@
 //! One reader task per shard: `GetShardIterator` + `GetRecords`, paced and backing off when idle,
 //! re-acquiring an expired iterator, de-aggregating KPL records.
 //!
-//! Retry rule: throttling (`ProvisionedThroughputExceededException`) and 5xx are retried by the
+//! Retry rule (see also the `etl-aws` crate doc, "Retries"): throttling
+//! (`ProvisionedThroughputExceededException`), 5xx and transport errors are first retried by the
 //! SDK's standard retry mode configured in `etl-aws` (exponential backoff with full jitter) — the
-//! project's one retry layer. This reader adds none: an error the SDK gives up on ends the shard's
-//! task with [`ShardEvent::Failed`]. What it does add is pacing, which is not a retry: at most
-//! one `GetRecords` per `min_interval` per shard (5 calls/s/shard → 200 ms), and when a call
-//! returns nothing the next waits longer, doubling up to `idle_max`. `ExpiredIteratorException`
-//! is not an error to retry but a state to recover: a new iterator is taken after the last
-//! record read.
+//! project's one retry layer *for a call*. When the SDK gives up on a `GetRecords` or
+//! `GetShardIterator` call, this reader does not retry the call at once: it **pauses the shard**
+//! (exponential, full jitter: [`ReaderOptions::failure_backoff`] doubling up to
+//! [`ReaderOptions::failure_backoff_max`]) and then makes the next call of its loop with the same
+//! iterator — a failed call returns no data, so nothing is lost or read twice. That pause is
+//! pacing of a long-running loop, not a second retry layer: the SDK's attempts are never
+//! multiplied inside one call, and the SDK's retry quota still applies to each call. Throttling
+//! pauses the shard for as long as it lasts (other readers share the shard's read limit, and that
+//! can last); other failures end the shard's task with [`ShardEvent::Failed`] after
+//! [`ReaderOptions::max_failures`] in a row. Errors that are not retryable (validation, access,
+//! a missing stream) end it at once.
+//!
+//! Pacing: at most one `GetRecords` per `min_interval` per shard (5 calls/s/shard → 200 ms), and
+//! when a call returns nothing the next waits longer, doubling up to `idle_max`.
+//!
+//! `ExpiredIteratorException` is not an error to retry but a state to recover: a new iterator is
+//! taken `AFTER_SEQUENCE_NUMBER` the last Kinesis record read; if nothing was read yet, at the start
+//! position again (for `LATEST`: `AT_TIMESTAMP` of when the first iterator was taken, so records
+//! put in between are not skipped).
 
 use crate::kpl::deaggregate;
+use crate::metrics::{event_time_ms, ReaderMetrics};
 use crate::positions::{RecordPosition, SequenceNumber};
 use crate::KinesisError;
-use etl_aws::kinesis::error::ProvideErrorMetadata;
+use etl_aws::kinesis::error::{ProvideErrorMetadata, SdkError};
 use etl_aws::kinesis::primitives::DateTime;
 use etl_aws::kinesis::types::ShardIteratorType;
 use etl_aws::kinesis::Client;
+use rand::Rng;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -43,6 +60,14 @@ pub struct ReaderOptions {
     pub min_interval: Duration,
     /// Longest wait after calls that returned nothing.
     pub idle_max: Duration,
+    /// First pause of the shard after a call the SDK gave up on (see the module doc).
+    pub failure_backoff: Duration,
+    /// Longest such pause.
+    pub failure_backoff_max: Duration,
+    /// Failures in a row (not throttling) after which the shard's reader stops.
+    pub max_failures: u32,
+    /// Counters and lag, shared by every reader started with these options.
+    pub metrics: Arc<ReaderMetrics>,
 }
 
 impl Default for ReaderOptions {
@@ -51,6 +76,10 @@ impl Default for ReaderOptions {
             limit: 10_000,
             min_interval: Duration::from_millis(200),
             idle_max: Duration::from_secs(1),
+            failure_backoff: Duration::from_secs(1),
+            failure_backoff_max: Duration::from_secs(30),
+            max_failures: 10,
+            metrics: Arc::default(),
         }
     }
 }
@@ -100,6 +129,77 @@ pub async fn read_shard(
     }
 }
 
+/// How a call the SDK gave up on is handled (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Throttled: pause the shard, however long it lasts.
+    Throttled,
+    /// 5xx, timeout, transport: pause the shard, up to `max_failures` in a row.
+    Transient,
+    /// Anything else: stop.
+    Fatal,
+}
+
+fn classify<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Failure {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            Failure::Transient
+        }
+        SdkError::ServiceError(e) => match e.err().code() {
+            Some(
+                "ProvisionedThroughputExceededException"
+                | "KMSThrottlingException"
+                | "LimitExceededException"
+                | "ThrottlingException",
+            ) => Failure::Throttled,
+            Some("InternalFailure" | "InternalFailureException" | "ServiceUnavailable") => {
+                Failure::Transient
+            }
+            _ => Failure::Fatal,
+        },
+        _ => Failure::Fatal,
+    }
+}
+
+/// Consecutive failures of one shard and the pause they call for.
+struct Backoff<'a> {
+    options: &'a ReaderOptions,
+    in_a_row: u32,
+}
+
+impl Backoff<'_> {
+    /// Counts a failure; the pause to take, or `None` when the reader must stop.
+    fn failed(&mut self, kind: Failure) -> Option<Duration> {
+        match kind {
+            Failure::Fatal => return None,
+            Failure::Throttled => self.options.metrics.throttled(),
+            Failure::Transient => {
+                self.options.metrics.failed();
+                if self.in_a_row + 1 >= self.options.max_failures.max(1) {
+                    return None;
+                }
+            }
+        }
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        let cap = self
+            .options
+            .failure_backoff_max
+            .max(self.options.failure_backoff);
+        let ceiling = self
+            .options
+            .failure_backoff
+            .saturating_mul(1 << self.in_a_row.min(16))
+            .min(cap);
+        // Full jitter: uniform in [0, ceiling], at least the pacing interval.
+        let jittered = ceiling.mul_f64(rand::thread_rng().gen::<f64>());
+        Some(jittered.max(self.options.min_interval))
+    }
+
+    fn succeeded(&mut self) {
+        self.in_a_row = 0;
+    }
+}
+
 async fn read_loop(
     client: &Client,
     stream: &str,
@@ -112,10 +212,68 @@ async fn read_loop(
         StartPosition::After(p) => Some(p.clone()),
         _ => None,
     };
+    // LATEST is a moment, not a place: if its iterator expires before a record was read, the
+    // new one starts at that moment (AT_TIMESTAMP) so records put in between are not skipped.
+    let start = match start {
+        StartPosition::Latest => {
+            let taken_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let iterator = get_iterator_paced(
+                client,
+                stream,
+                shard_id,
+                &StartPosition::Latest,
+                None,
+                options,
+            )
+            .await?;
+            return read_from(
+                client,
+                stream,
+                shard_id,
+                StartPosition::AtTimestamp(taken_ms),
+                iterator,
+                None,
+                options,
+                tx,
+            )
+            .await;
+        }
+        other => other,
+    };
+    let iterator = get_iterator_paced(client, stream, shard_id, &start, None, options).await?;
+    read_from(
+        client,
+        stream,
+        shard_id,
+        start,
+        iterator,
+        skip_through,
+        options,
+        tx,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read_from(
+    client: &Client,
+    stream: &str,
+    shard_id: &str,
+    start: StartPosition,
+    mut iterator: String,
+    skip_through: Option<RecordPosition>,
+    options: &ReaderOptions,
+    tx: &mpsc::Sender<ShardEvent>,
+) -> Result<(), KinesisError> {
     let mut last_read: Option<SequenceNumber> = None;
-    let mut iterator = get_iterator(client, stream, shard_id, &start, None).await?;
     let mut next_call = Instant::now();
     let mut idle = options.min_interval;
+    let mut backoff = Backoff {
+        options,
+        in_a_row: 0,
+    };
     loop {
         tokio::time::sleep_until(next_call).await;
         let call = client
@@ -130,19 +288,47 @@ async fn read_loop(
                 if e.as_service_error().and_then(|s| s.code())
                     == Some("ExpiredIteratorException") =>
             {
+                options.metrics.iterator_expired();
                 tracing::info!(
                     stream,
                     shard_id,
+                    after = last_read.as_ref().map(SequenceNumber::as_str),
                     "shard iterator expired; taking a new one after the last record read"
                 );
-                iterator =
-                    get_iterator(client, stream, shard_id, &start, last_read.as_ref()).await?;
+                iterator = get_iterator_paced(
+                    client,
+                    stream,
+                    shard_id,
+                    &start,
+                    last_read.as_ref(),
+                    options,
+                )
+                .await?;
                 continue;
             }
-            Err(e) => return Err(KinesisError::call("GetRecords", stream, &e)),
+            Err(e) => {
+                let kind = classify(&e);
+                let error = KinesisError::call("GetRecords", stream, &e);
+                let Some(pause) = backoff.failed(kind) else {
+                    return Err(error);
+                };
+                tracing::warn!(
+                    stream,
+                    shard_id,
+                    %error,
+                    pause_ms = pause.as_millis() as u64,
+                    failures_in_a_row = backoff.in_a_row,
+                    "GetRecords failed after the SDK's retries; pausing the shard"
+                );
+                next_call = Instant::now() + pause;
+                continue;
+            }
         };
+        backoff.succeeded();
         let millis_behind = out.millis_behind_latest();
         let mut records = Vec::new();
+        let mut newest_event: Option<i64> = None;
+        let mut user_count = 0;
         for r in out.records() {
             let sequence_number = SequenceNumber::parse(r.sequence_number()).ok_or_else(|| {
                 KinesisError::Protocol(format!(
@@ -151,12 +337,16 @@ async fn read_loop(
                 ))
             })?;
             for user in deaggregate(r.data().as_ref(), r.partition_key()) {
+                user_count += 1;
                 let position = RecordPosition {
                     sequence_number: sequence_number.clone(),
                     sub_sequence: user.sub_sequence,
                 };
                 if skip_through.as_ref().is_some_and(|s| position <= *s) {
                     continue;
+                }
+                if let Some(t) = event_time_ms(&user.data) {
+                    newest_event = Some(newest_event.map_or(t, |n| n.max(t)));
                 }
                 records.push(ReadRecord {
                     position,
@@ -165,6 +355,14 @@ async fn read_loop(
             }
             last_read = Some(sequence_number);
         }
+        options
+            .metrics
+            .call_returned(out.records().len(), user_count);
+        options.metrics.shard_read(
+            shard_id,
+            millis_behind,
+            records.last().map(|r| (r.position.clone(), newest_event)),
+        );
         let got_any = !out.records().is_empty();
         let event = if !records.is_empty() {
             Some(ShardEvent::Records {
@@ -204,13 +402,47 @@ async fn read_loop(
     }
 }
 
+/// [`get_iterator`], pausing the shard after failures the SDK gave up on (same rule as
+/// `GetRecords`).
+async fn get_iterator_paced(
+    client: &Client,
+    stream: &str,
+    shard_id: &str,
+    start: &StartPosition,
+    after: Option<&SequenceNumber>,
+    options: &ReaderOptions,
+) -> Result<String, KinesisError> {
+    let mut backoff = Backoff {
+        options,
+        in_a_row: 0,
+    };
+    loop {
+        match get_iterator(client, stream, shard_id, start, after).await {
+            Ok(iterator) => return Ok(iterator),
+            Err((error, kind)) => {
+                let Some(pause) = backoff.failed(kind) else {
+                    return Err(error);
+                };
+                tracing::warn!(
+                    stream,
+                    shard_id,
+                    %error,
+                    pause_ms = pause.as_millis() as u64,
+                    "GetShardIterator failed after the SDK's retries; pausing the shard"
+                );
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
 async fn get_iterator(
     client: &Client,
     stream: &str,
     shard_id: &str,
     start: &StartPosition,
     after: Option<&SequenceNumber>,
-) -> Result<String, KinesisError> {
+) -> Result<String, (KinesisError, Failure)> {
     let request = client
         .get_shard_iterator()
         .stream_name(stream)
@@ -233,14 +465,23 @@ async fn get_iterator(
     };
     let out = request.send().await.map_err(|e| {
         if e.as_service_error().and_then(|s| s.code()) == Some("ResourceNotFoundException") {
-            KinesisError::StreamNotFound(format!("{stream} (shard {shard_id})"))
+            (
+                KinesisError::StreamNotFound(format!("{stream} (shard {shard_id})")),
+                Failure::Fatal,
+            )
         } else {
-            KinesisError::call("GetShardIterator", stream, &e)
+            (
+                KinesisError::call("GetShardIterator", stream, &e),
+                classify(&e),
+            )
         }
     })?;
     out.shard_iterator().map(str::to_string).ok_or_else(|| {
-        KinesisError::Protocol(format!(
-            "GetShardIterator returned no iterator for {stream}/{shard_id}"
-        ))
+        (
+            KinesisError::Protocol(format!(
+                "GetShardIterator returned no iterator for {stream}/{shard_id}"
+            )),
+            Failure::Fatal,
+        )
     })
 }

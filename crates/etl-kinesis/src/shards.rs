@@ -55,18 +55,22 @@ pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>
     }
 }
 
-/// The shards that may be read now, in listing order: not finished, not already being read, and
-/// each parent either finished (read to its end **and** committed) or no longer listed (expired
-/// after the retention period, so there is nothing left to read).
+/// The shards that may be read now, in listing order: not finished, not busy, and each parent
+/// either finished (read to its end **and** committed) or no longer listed (expired after the
+/// retention period, so there is nothing left to read).
+///
+/// `busy` must hold every shard being read **and** every shard read to its end whose end is not
+/// committed yet: such a shard is neither reading nor finished, and listing it as readable would
+/// start a second reader that hands its uncommitted records on again.
 pub fn readable_shards<'a>(
     shards: &'a [ShardInfo],
     finished: &HashSet<String>,
-    reading: &HashSet<String>,
+    busy: &HashSet<String>,
 ) -> Vec<&'a ShardInfo> {
     let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
     shards
         .iter()
-        .filter(|s| !finished.contains(&s.shard_id) && !reading.contains(&s.shard_id))
+        .filter(|s| !finished.contains(&s.shard_id) && !busy.contains(&s.shard_id))
         .filter(|s| {
             s.parents
                 .iter()

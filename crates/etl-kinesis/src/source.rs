@@ -1,22 +1,26 @@
-//! [`KinesisSource`]: every shard of one stream as one `RecordSource`, and [`PositionCommitter`],
-//! the pipeline hook that commits shard positions after each batch is in the lake.
+//! [`KinesisSource`]: every shard of one stream as one `RecordSource`, cutting **per-shard**
+//! micro-batches, and [`PositionCommitter`], the pipeline's `BatchWriter` that commits each batch
+//! with the exactly-once protocol of `docs/delivery.md` (`etl_lake::delivery`).
 //!
 //! The seam with `etl-pipeline`: a batch's `positions` are **ordinals** (1, 2, 3, … in the order
-//! records enter batches during this run), so batch ids stay `<tag>-<first>-<last>` with a tag
-//! unique to the run (`<stream>-<start ms>`; a later run never overwrites an earlier run's
-//! objects). A side table (the ledger) maps the last ordinal of each batch to the shard positions
-//! `(shard, sequence, sub-sequence)` it reaches; the committer looks the batch up by its commit
-//! record's `last_position` and writes those positions to the [`PositionStore`].
+//! records enter batches during this run). Every batch holds records of **one shard**; a side
+//! table (the ledger) maps the batch's last ordinal to its shard and the `(sequence,
+//! sub-sequence)` position of each record. The committer looks the batch up, names it
+//! `<shard>-<first position>-<last position>` (positions as `<sequence>.<sub-sequence>`), puts
+//! the real positions into its dead letters, and commits data, dead letters and manifest as
+//! record `n` of the shard's commit log `_delivery/<table>/<kinesis stream>/<shard>/`. The
+//! record holds the shard position, so data and position are committed by one conditional
+//! create; a replay of the same range after a crash rolls the record forward instead of adding
+//! files. On start, each shard's log is recovered (the highest record rolled forward) and the
+//! shard resumes after its last position.
 
-use crate::positions::{PositionStore, RecordPosition, ShardPosition};
+use crate::positions::{LakePositionStore, PositionStore, RecordPosition, ShardPosition};
 use crate::reader::{read_shard, ReadRecord, ReaderOptions, ShardEvent, StartPosition};
-use crate::shards::{list_shards, readable_shards};
+use crate::shards::{list_shards, readable_shards, ShardInfo};
 use crate::KinesisError;
-use async_trait::async_trait;
 use etl_aws::kinesis::Client;
-use etl_lake::BatchCommit;
+use etl_lake::delivery::{Delivery, Resume};
 use etl_pipeline::source::{RawBatch, RecordSource};
-use etl_pipeline::CommitSink;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -68,17 +72,29 @@ impl StopHandle {
     }
 }
 
+/// One batch handed on and not yet committed.
+struct BatchInfo {
+    shard: Arc<str>,
+    first_ordinal: u64,
+    /// Position of each record, in batch order.
+    positions: Vec<RecordPosition>,
+}
+
 /// State shared by the source, the committer and the discovery task.
 #[derive(Default)]
 struct State {
-    /// Batch last ordinal → shard positions that batch reaches.
-    ledger: BTreeMap<u64, Vec<ShardPosition>>,
+    /// Batch last ordinal → the batch's shard and positions.
+    ledger: BTreeMap<u64, BatchInfo>,
     /// Last ordinal whose batch is committed.
     committed_ordinal: u64,
-    /// Committed positions by shard.
+    /// Commits made by this run (for the test fail point).
+    commits: u64,
+    /// Committed positions by shard (from the commit logs) and finished marks.
     committed: HashMap<String, ShardPosition>,
-    /// Per shard: ordinal and position of its last record handed on in a batch.
-    last_cut: HashMap<String, (u64, RecordPosition)>,
+    /// Where each shard's commit log continues.
+    resume: HashMap<String, Resume>,
+    /// Per shard: ordinal of its last record handed on in a batch.
+    last_cut: HashMap<String, u64>,
     /// Shards with a running reader.
     reading: HashSet<String>,
     /// Shards whose reader is at the tip.
@@ -99,10 +115,16 @@ struct Shared {
     stream: String,
     client: Client,
     store: Arc<dyn PositionStore>,
+    target: LakeTarget,
     options: SourceOptions,
     tx: mpsc::Sender<ShardEvent>,
     state: Mutex<State>,
 }
+
+#[path = "committer.rs"]
+mod committer;
+use committer::delivery_error;
+pub use committer::{writer_name, LakeTarget};
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -111,27 +133,84 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Lists shards and starts a reader for every shard that may be read now.
+    /// The writer of `shard`'s commit log `_delivery/<table>/<kinesis stream>/<shard>/`.
+    fn delivery(&self, shard: &str) -> Delivery {
+        Delivery::new(
+            self.target.lake.clone(),
+            &self.target.table,
+            &format!("{}/{shard}", self.stream),
+            &self.target.writer,
+            self.target.catalog.clone(),
+        )
+    }
+
+    /// Lists shards and starts a reader for every shard that may be read now, after recovering
+    /// its commit log (the highest record rolled forward; the shard resumes after it).
     async fn discover(self: &Arc<Self>, initial: bool) -> Result<(), KinesisError> {
         let shards = list_shards(&self.client, &self.stream).await?;
-        let mut state = self.lock();
-        let finished: HashSet<String> = state
-            .committed
-            .values()
-            .filter(|p| p.finished)
-            .map(|p| p.shard_id.clone())
-            .collect();
-        let ready: Vec<_> = readable_shards(&shards, &finished, &state.reading)
-            .into_iter()
-            .cloned()
-            .collect();
-        for shard in &ready {
-            let start = match state
+        let ready: Vec<ShardInfo> = {
+            let mut state = self.lock();
+            let finished: HashSet<String> = state
                 .committed
-                .get(&shard.shard_id)
-                .and_then(|p| p.last.clone())
-            {
-                Some(p) => StartPosition::After(p),
+                .values()
+                .filter(|p| p.finished)
+                .map(|p| p.shard_id.clone())
+                .collect();
+            // Resharding fix (issue 3, kinesis_resilience): a shard read to its end whose end is
+            // not committed yet has left `reading` but is not `finished`; it must not count as
+            // readable, or a discovery pass in between starts a second reader on it and its
+            // uncommitted records are handed on twice.
+            let busy: HashSet<String> = state
+                .reading
+                .iter()
+                .chain(&state.finished_unmarked)
+                .chain(state.finish_ready.keys())
+                .cloned()
+                .collect();
+            let ready: Vec<ShardInfo> = readable_shards(&shards, &finished, &busy)
+                .into_iter()
+                .cloned()
+                .collect();
+            for shard in &ready {
+                state.reading.insert(shard.shard_id.clone());
+            }
+            state.settled = ready.is_empty();
+            ready
+        };
+        for (i, shard) in ready.iter().enumerate() {
+            let recovered = self.delivery(&shard.shard_id).recover().await;
+            let resume = match recovered {
+                Ok(resume) => resume,
+                Err(e) => {
+                    // Not started: let a later pass try these shards again.
+                    let mut state = self.lock();
+                    for s in &ready[i..] {
+                        state.reading.remove(&s.shard_id);
+                    }
+                    state.settled = false;
+                    return Err(delivery_error(e));
+                }
+            };
+            let logged = match &resume.after {
+                Some(text) => Some(RecordPosition::from_text(text).ok_or_else(|| {
+                    KinesisError::Positions(format!(
+                        "shard {}: commit log position `{text}` is not <sequence>.<sub-sequence>",
+                        shard.shard_id
+                    ))
+                })?),
+                None => None,
+            };
+            let mut state = self.lock();
+            // A shard whose log is empty may have a position from the earlier position store
+            // (lakes written before the commit log): continue after it.
+            let last = logged.or_else(|| {
+                state
+                    .committed
+                    .get(&shard.shard_id)
+                    .and_then(|p| p.last.clone())
+            });
+            let start = match &last {
+                Some(p) => StartPosition::After(p.clone()),
                 // A child of shards read in this run starts at its beginning.
                 None if !initial && !shard.parents.is_empty() => StartPosition::TrimHorizon,
                 None => self.options.start.clone(),
@@ -139,10 +218,19 @@ impl Shared {
             tracing::info!(
                 stream = self.stream,
                 shard = shard.shard_id,
+                next_record = resume.next,
                 ?start,
                 "reading shard"
             );
-            state.reading.insert(shard.shard_id.clone());
+            state.committed.insert(
+                shard.shard_id.clone(),
+                ShardPosition {
+                    shard_id: shard.shard_id.clone(),
+                    last,
+                    finished: false,
+                },
+            );
+            state.resume.insert(shard.shard_id.clone(), resume);
             let task = tokio::spawn(read_shard(
                 self.client.clone(),
                 self.stream.clone(),
@@ -153,11 +241,10 @@ impl Shared {
             ));
             state.tasks.push(task);
         }
-        state.settled = ready.is_empty();
         Ok(())
     }
 
-    /// Commits the end of every shard whose last batch is committed.
+    /// Marks the end of every shard read to its end whose last batch is committed.
     async fn commit_ends(&self) -> Result<(), KinesisError> {
         let ends: Vec<ShardPosition> = {
             let state = self.lock();
@@ -191,13 +278,21 @@ impl Shared {
     }
 }
 
+/// Records read from one shard and not yet handed on.
+#[derive(Default)]
+struct Queue {
+    records: VecDeque<ReadRecord>,
+    bytes: usize,
+    /// When the oldest record waiting arrived (the batch deadline counts from it).
+    since: Option<Instant>,
+}
+
 /// Every shard of one Kinesis stream as one record source (see the module doc).
 pub struct KinesisSource {
     shared: Arc<Shared>,
     rx: mpsc::Receiver<ShardEvent>,
     runtime: tokio::runtime::Handle,
-    pending: VecDeque<(Arc<str>, ReadRecord)>,
-    pending_by_shard: HashMap<Arc<str>, usize>,
+    queues: HashMap<Arc<str>, Queue>,
     next_ordinal: u64,
     name: String,
     tag: String,
@@ -205,19 +300,20 @@ pub struct KinesisSource {
     stop: StopHandle,
 }
 
-/// Commits shard positions after each batch is in the lake: pass it to
-/// `Pipeline::ingest_with_hook`. Also reports lag.
+/// Commits each batch to the lake with its shard position (the pipeline's `BatchWriter`: pass
+/// it to `Pipeline::ingest_with_writer`). Also reports lag and committed positions.
 #[derive(Clone)]
 pub struct PositionCommitter {
     shared: Arc<Shared>,
 }
 
-/// Opens `stream`: lists its shards (a missing stream is [`KinesisError::StreamNotFound`]),
-/// loads committed positions from `store`, and starts one reader per readable shard.
+/// Opens Kinesis stream `stream` for delivery to `target`: lists its shards (a missing stream is
+/// [`KinesisError::StreamNotFound`]), loads the shard-end marks, recovers each readable shard's
+/// commit log and starts one reader per readable shard.
 pub async fn open_source(
     client: Client,
     stream: &str,
-    store: Arc<dyn PositionStore>,
+    target: LakeTarget,
     options: SourceOptions,
 ) -> Result<(KinesisSource, PositionCommitter, StopHandle), KinesisError> {
     if options.batch_max_ms == 0 {
@@ -225,6 +321,7 @@ pub async fn open_source(
             "batch_max_ms must be at least 1".into(),
         ));
     }
+    let store: Arc<dyn PositionStore> = Arc::new(LakePositionStore::new(target.lake.clone()));
     let committed = store.load(stream).await?;
     let (tx, rx) = mpsc::channel(16);
     let state = State {
@@ -235,6 +332,7 @@ pub async fn open_source(
         stream: stream.to_string(),
         client,
         store,
+        target,
         options,
         tx,
         state: Mutex::new(state),
@@ -251,11 +349,22 @@ pub async fn open_source(
         };
         tokio::spawn(async move {
             let mut last_discovery = Instant::now();
+            let mut last_metrics_log = Instant::now();
             loop {
                 tokio::time::sleep(every).await;
                 let Some(shared) = shared.upgrade() else {
                     return;
                 };
+                // Lag and reader counters in the log once a minute (issue 3; names in docs/kinesis.md).
+                if last_metrics_log.elapsed() >= Duration::from_secs(60) {
+                    last_metrics_log = Instant::now();
+                    let committed = shared.lock().committed.clone();
+                    shared
+                        .options
+                        .reader
+                        .metrics
+                        .log(&shared.stream, &committed, chrono_now_ms());
+                }
                 if let Err(e) = shared.commit_ends().await {
                     tracing::error!(error = %e, "committing shard ends failed; retrying on the next tick");
                 }
@@ -275,8 +384,7 @@ pub async fn open_source(
         shared: shared.clone(),
         rx,
         runtime: tokio::runtime::Handle::current(),
-        pending: VecDeque::new(),
-        pending_by_shard: HashMap::new(),
+        queues: HashMap::new(),
         next_ordinal: 1,
         name: format!("kinesis:{stream}"),
         tag: format!("{stream}-{started_ms}"),
@@ -306,10 +414,12 @@ impl KinesisSource {
                     state.lag.insert(shard_id.clone(), ms);
                 }
                 state.caught_up.remove(&shard_id);
-                let shard: Arc<str> = shard_id.into();
-                *self.pending_by_shard.entry(shard.clone()).or_default() += records.len();
-                self.pending
-                    .extend(records.into_iter().map(|r| (shard.clone(), r)));
+                let queue = self.queues.entry(shard_id.into()).or_default();
+                queue.bytes += records.iter().map(|r| r.data.len()).sum::<usize>();
+                if !records.is_empty() {
+                    queue.since.get_or_insert_with(Instant::now);
+                }
+                queue.records.extend(records);
             }
             ShardEvent::CaughtUp { shard_id } => {
                 state.lag.insert(shard_id.clone(), 0);
@@ -332,46 +442,89 @@ impl KinesisSource {
         let done: Vec<String> = state
             .finished_unmarked
             .iter()
-            .filter(|s| self.pending_by_shard.get(s.as_str()).copied().unwrap_or(0) == 0)
+            .filter(|s| {
+                self.queues
+                    .get(s.as_str())
+                    .is_none_or(|q| q.records.is_empty())
+            })
             .cloned()
             .collect();
         for shard in done {
             state.finished_unmarked.remove(&shard);
-            let ordinal = state.last_cut.get(&shard).map_or(0, |(o, _)| *o);
+            let ordinal = state.last_cut.get(&shard).copied().unwrap_or(0);
             state.finish_ready.insert(shard, ordinal);
         }
     }
 
+    fn pending(&self) -> bool {
+        self.queues.values().any(|q| !q.records.is_empty())
+    }
+
     fn drained(&self) -> bool {
         let state = self.shared.lock();
-        self.pending.is_empty()
+        !self.pending()
             && state.settled
             && state.finished_unmarked.is_empty()
             && state.finish_ready.is_empty()
             && state.reading.iter().all(|s| state.caught_up.contains(s))
     }
 
-    fn cut(&mut self, batch: &mut RawBatch, shards: Vec<(Arc<str>, u64, RecordPosition)>) {
-        let mut state = self.shared.lock();
-        let mut reached: HashMap<Arc<str>, RecordPosition> = HashMap::new();
-        for (shard, ordinal, position) in shards {
-            state
-                .last_cut
-                .insert(shard.to_string(), (ordinal, position.clone()));
-            reached.insert(shard, position);
-        }
-        let positions = reached
-            .into_iter()
-            .map(|(s, p)| ShardPosition {
-                shard_id: s.to_string(),
-                last: Some(p),
-                finished: false,
+    /// The shard to cut a batch from now: one with a full batch waiting, or whose oldest record
+    /// waited `batch_max_ms`, or any when stopping; the longest-waiting first.
+    fn due(&self, max_records: usize, max_bytes: usize, stopping: bool) -> Option<Arc<str>> {
+        let now = Instant::now();
+        let max_wait = Duration::from_millis(self.shared.options.batch_max_ms);
+        self.queues
+            .iter()
+            .filter(|(_, q)| !q.records.is_empty())
+            .filter(|(_, q)| {
+                stopping
+                    || q.records.len() >= max_records
+                    || q.bytes >= max_bytes
+                    || q.since.is_some_and(|t| now >= t + max_wait)
             })
-            .collect();
+            .min_by_key(|(_, q)| q.since)
+            .map(|(s, _)| s.clone())
+    }
+
+    /// Cuts one batch of `shard`'s records and notes it in the ledger.
+    fn cut(&mut self, shard: Arc<str>, max_records: usize, max_bytes: usize) -> RawBatch {
+        let mut batch = RawBatch::default();
+        let mut positions = Vec::new();
+        let first_ordinal = self.next_ordinal;
+        if let Some(queue) = self.queues.get_mut(&shard) {
+            while batch.len() < max_records && (batch.is_empty() || batch.data.len() < max_bytes) {
+                let Some(record) = queue.records.pop_front() else {
+                    break;
+                };
+                queue.bytes = queue.bytes.saturating_sub(record.data.len());
+                let start = batch.data.len();
+                batch.data.extend_from_slice(&record.data);
+                batch.ranges.push((start, batch.data.len()));
+                batch.positions.push(self.next_ordinal);
+                positions.push(record.position);
+                self.next_ordinal += 1;
+            }
+            queue.since = if queue.records.is_empty() {
+                None
+            } else {
+                Some(Instant::now())
+            };
+        }
+        let mut state = self.shared.lock();
         if let Some(&last) = batch.positions.last() {
-            state.ledger.insert(last, positions);
+            state.last_cut.insert(shard.to_string(), last);
+            state.ledger.insert(
+                last,
+                BatchInfo {
+                    shard,
+                    first_ordinal,
+                    positions,
+                },
+            );
         }
         self.settle_finished(&mut state);
+        batch
     }
 }
 
@@ -390,46 +543,32 @@ impl RecordSource for KinesisSource {
         max_records: usize,
         max_bytes: usize,
     ) -> std::io::Result<Option<RawBatch>> {
-        let mut batch = RawBatch::default();
-        let mut shards: Vec<(Arc<str>, u64, RecordPosition)> = Vec::new();
-        let mut deadline: Option<Instant> = None;
         loop {
-            while batch.len() < max_records && (batch.is_empty() || batch.data.len() < max_bytes) {
-                let Some((shard, record)) = self.pending.pop_front() else {
-                    break;
-                };
-                if let Some(n) = self.pending_by_shard.get_mut(&shard) {
-                    *n = n.saturating_sub(1);
-                }
-                let start = batch.data.len();
-                batch.data.extend_from_slice(&record.data);
-                batch.ranges.push((start, batch.data.len()));
-                batch.positions.push(self.next_ordinal);
-                shards.push((shard, self.next_ordinal, record.position));
-                self.next_ordinal += 1;
-                deadline.get_or_insert_with(|| {
-                    Instant::now() + Duration::from_millis(self.shared.options.batch_max_ms)
-                });
-            }
-            let full = batch.len() >= max_records || batch.data.len() >= max_bytes;
-            let due = deadline.is_some_and(|d| Instant::now() >= d);
             let stopping = self.stop.is_stopped()
                 || (self.shared.options.stop_when_caught_up && self.drained());
-            if !batch.is_empty() && (full || due || stopping) {
-                self.cut(&mut batch, shards);
-                return Ok(Some(batch));
+            if let Some(shard) = self.due(max_records, max_bytes, stopping) {
+                let batch = self.cut(shard, max_records, max_bytes);
+                if !batch.is_empty() {
+                    return Ok(Some(batch));
+                }
             }
-            if batch.is_empty() && stopping {
+            if stopping && !self.pending() {
                 return Ok(None);
             }
             {
                 let mut state = self.shared.lock();
                 self.settle_finished(&mut state);
             }
-            let wait = deadline.map_or(Duration::from_millis(100), |d| {
-                d.saturating_duration_since(Instant::now())
-                    .min(Duration::from_millis(100))
-            });
+            let now = Instant::now();
+            let max_wait = Duration::from_millis(self.shared.options.batch_max_ms);
+            let wait = self
+                .queues
+                .values()
+                .filter_map(|q| q.since)
+                .map(|t| (t + max_wait).saturating_duration_since(now))
+                .min()
+                .unwrap_or(Duration::from_millis(100))
+                .min(Duration::from_millis(100));
             let received = self
                 .runtime
                 .block_on(async { tokio::time::timeout(wait, self.rx.recv()).await });
@@ -451,6 +590,22 @@ impl Drop for KinesisSource {
 }
 
 impl PositionCommitter {
+    /// Lag of each shard read: the last `MillisBehindLatest` and the event-time lag (now − the
+    /// newest `occurred_at` committed); see [`crate::metrics`].
+    pub fn shard_lag(&self) -> BTreeMap<String, crate::metrics::ShardLag> {
+        let committed = self.committed();
+        self.shared
+            .options
+            .reader
+            .metrics
+            .lag(&committed, chrono_now_ms())
+    }
+
+    /// The readers' counters (calls, records, throttled, failed, expired iterators).
+    pub fn reader_counts(&self) -> crate::metrics::ReaderCounts {
+        self.shared.options.reader.metrics.counts()
+    }
+
     /// `MillisBehindLatest` of each shard, as last reported.
     pub fn lag(&self) -> HashMap<String, i64> {
         self.shared.lock().lag.clone()
@@ -461,37 +616,9 @@ impl PositionCommitter {
         self.shared.lock().committed.clone()
     }
 
-    /// Commits the ends of shards read to their end whose records are all committed. Call after
+    /// Marks the ends of shards read to their end whose records are all committed. Call after
     /// the pipeline run returned (the background task does it while the run goes on).
     pub async fn flush(&self) -> Result<(), KinesisError> {
         self.shared.commit_ends().await
-    }
-}
-
-#[async_trait]
-impl CommitSink for PositionCommitter {
-    async fn committed(&self, commit: &BatchCommit) -> Result<(), String> {
-        let positions: Vec<ShardPosition> = {
-            let mut state = self.shared.lock();
-            let later = state.ledger.split_off(&(commit.last_position + 1));
-            let done = std::mem::replace(&mut state.ledger, later);
-            let mut merged: HashMap<String, ShardPosition> = HashMap::new();
-            for p in done.into_values().flatten() {
-                merged.insert(p.shard_id.clone(), p);
-            }
-            merged.into_values().collect()
-        };
-        self.shared
-            .store
-            .commit(&self.shared.stream, &positions)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut state = self.shared.lock();
-        state.committed_ordinal = state.committed_ordinal.max(commit.last_position);
-        for p in positions {
-            tracing::debug!(stream = self.shared.stream, shard = p.shard_id, position = ?p.last, "position committed");
-            state.committed.insert(p.shard_id.clone(), p);
-        }
-        Ok(())
     }
 }

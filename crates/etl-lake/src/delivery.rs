@@ -7,7 +7,10 @@
 //! [`DeliveryError::Fenced`] and publishes nothing.
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::layout::PartitionValues;
+use crate::dead_letters::{to_ndjson, DeadLetter};
+use crate::encode::EncodedFile;
+use crate::layout::{commit_file, data_file, dead_letter_file, BatchId, PartitionValues};
+use crate::store::{BatchCommit, CommittedFile, PositionRange};
 use crate::{Lake, LakeError};
 use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
@@ -69,6 +72,66 @@ pub struct BatchFile {
     pub partition: Option<PartitionValues>,
     /// Its bytes.
     pub bytes: Bytes,
+}
+
+/// The files of one batch under their deterministic names, ready for [`Delivery::commit`]: the
+/// data files (names from `batch_id` and the partition), the dead-letter file if any record was
+/// rejected, and **last** the manifest `_commits/<stream>/<batch-id>.json` that the warehouse
+/// loader reads, so publishing (which follows this order) writes the manifest after the data.
+/// Returns the files and the manifest.
+pub fn prepare_batch(
+    stream: &str,
+    batch_id: &BatchId,
+    source_name: &str,
+    range: PositionRange,
+    files: Vec<EncodedFile>,
+    dead_letters: &[DeadLetter],
+    dead_letter_dt: &str,
+) -> Result<(Vec<BatchFile>, BatchCommit), LakeError> {
+    let mut out = Vec::with_capacity(files.len() + 2);
+    let mut committed = Vec::with_capacity(files.len());
+    for f in files {
+        let path = data_file(stream, &f.partition, batch_id, f.part);
+        committed.push(CommittedFile {
+            path: path.clone(),
+            partition: f.partition.clone(),
+            rows: f.rows as u64,
+            bytes: f.bytes.len() as u64,
+        });
+        out.push(BatchFile {
+            path,
+            partition: Some(f.partition),
+            bytes: f.bytes,
+        });
+    }
+    let dead_letter_file = if dead_letters.is_empty() {
+        None
+    } else {
+        let path = dead_letter_file(stream, dead_letter_dt, batch_id);
+        out.push(BatchFile {
+            path: path.clone(),
+            partition: None,
+            bytes: Bytes::from(to_ndjson(dead_letters)?),
+        });
+        Some(path)
+    };
+    let manifest = BatchCommit {
+        stream: stream.to_string(),
+        batch_id: batch_id.clone(),
+        source: source_name.to_string(),
+        first_position: 0,
+        last_position: 0,
+        files: committed,
+        dead_letter_file,
+        dead_letters: dead_letters.len() as u64,
+        range: Some(range),
+    };
+    out.push(BatchFile {
+        path: commit_file(stream, batch_id),
+        partition: None,
+        bytes: Bytes::from(serde_json::to_vec_pretty(&manifest)?),
+    });
+    Ok((out, manifest))
 }
 
 /// A file in a commit record.
@@ -160,6 +223,11 @@ impl Delivery {
     pub fn fail_at(mut self, point: FailPoint) -> Self {
         self.fail_at = Some(point);
         self
+    }
+
+    /// The writer name recorded in commit records (made object-name safe).
+    pub fn writer(&self) -> &str {
+        &self.writer
     }
 
     fn check(&self, point: FailPoint) -> Result<(), DeliveryError> {

@@ -28,6 +28,18 @@ impl BatchId {
         BatchId(format!("{tag}-{first:012}-{last:012}"))
     }
 
+    /// A batch id from a source tag and first/last positions given as text (e.g. a Kinesis
+    /// shard and `<sequence>.<sub-sequence>` positions): `<tag>-<first>-<last>`, every character
+    /// other than ASCII letters, digits, `-` and `_` replaced by `_`.
+    pub fn for_range(source_tag: &str, first: &str, last: &str) -> Self {
+        BatchId(format!(
+            "{}-{}-{}",
+            object_name_safe(source_tag),
+            object_name_safe(first),
+            object_name_safe(last)
+        ))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

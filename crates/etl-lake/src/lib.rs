@@ -19,7 +19,8 @@
 //! [`delivery`] is the exactly-once protocol of `docs/delivery.md` for the Kinesis consumer:
 //! files staged under `_staging/`, a per-shard commit log `_delivery/<stream>/<shard>/<n>.json`
 //! written with create-if-absent (the fence) and holding the positions, then publication under
-//! the deterministic names and roll-forward recovery. It is not yet wired into the pipeline.
+//! the deterministic names and roll-forward recovery. The Kinesis consumer (`etl-kinesis`)
+//! commits every batch through it.
 //!
 //! This crate does not decode, transform or deduplicate records; it writes what it is given.
 
@@ -36,7 +37,7 @@ pub use encode::{encode_partitions, Compression, EncodedFile, ParquetOptions};
 pub use layout::{BatchId, PartitionValues};
 pub use s3::{open_s3_store, parse_s3_url, S3Credentials, S3Encryption, S3Options};
 pub use store::{
-    open_store, BatchCommit, BatchSource, CommittedFile, Lake, MULTIPART_PART_BYTES,
+    open_store, BatchCommit, BatchSource, CommittedFile, Lake, PositionRange, MULTIPART_PART_BYTES,
     MULTIPART_THRESHOLD_BYTES,
 };
 

@@ -62,6 +62,21 @@ pub struct BatchCommit {
     pub dead_letter_file: Option<String>,
     /// Records in the dead-letter file.
     pub dead_letters: u64,
+    /// For sources whose positions are not numbers (a Kinesis shard): the shard and the first
+    /// and last position as text; `first_position`/`last_position` are then 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<PositionRange>,
+}
+
+/// A batch's source range when positions are text (Kinesis: `<sequence>.<sub-sequence>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionRange {
+    /// The partition of the source, e.g. the Kinesis stream and shard.
+    pub shard: String,
+    /// First position (inclusive).
+    pub first: String,
+    /// Last position (inclusive).
+    pub last: String,
 }
 
 impl BatchCommit {
@@ -233,6 +248,7 @@ impl Lake {
             files: committed,
             dead_letter_file,
             dead_letters: dead_letters.len() as u64,
+            range: None,
         };
         self.put(
             &commit_file(stream, batch_id),

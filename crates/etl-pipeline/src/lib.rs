@@ -22,7 +22,7 @@ mod summary;
 
 pub use config::PipelineOptions;
 pub use dedup::DedupWindow;
-pub use run::{CommitSink, Pipeline, Progress};
+pub use run::{BatchWriter, CommitSink, Pipeline, ProcessedBatch, Progress};
 pub use summary::StreamSummary;
 
 /// Errors that stop a run. Bad records never do: they become dead letters.
@@ -46,6 +46,13 @@ pub enum PipelineError {
     Catalog(#[from] etl_lake::catalog::CatalogError),
     #[error("loading batch {batch} into the warehouse failed: {message}")]
     Load { batch: String, message: String },
+    #[error("delivering positions {first}..={last} of {source_name} to the lake: {message}")]
+    Delivery {
+        source_name: String,
+        first: u64,
+        last: u64,
+        message: String,
+    },
     #[error("after committing batch {batch}: {message}")]
     CommitHook { batch: String, message: String },
     #[error("invalid option {field}: {message}")]

@@ -29,6 +29,32 @@ pub trait CommitSink: Send + Sync {
     async fn committed(&self, commit: &BatchCommit) -> Result<(), String>;
 }
 
+/// A processed batch, ready to be made durable: what the pipeline made of source positions
+/// `first..=last`.
+#[derive(Debug)]
+pub struct ProcessedBatch {
+    /// First source position (inclusive).
+    pub first: u64,
+    /// Last source position (inclusive).
+    pub last: u64,
+    /// Encoded Parquet files, one or more per partition.
+    pub files: Vec<EncodedFile>,
+    /// Rejected records; `source.position` is the record's source position.
+    pub dead_letters: Vec<DeadLetter>,
+    /// `dt` of the dead-letter file.
+    pub dead_letter_dt: String,
+}
+
+/// Makes processed batches durable in the lake instead of the default writer (data files, dead
+/// letters, then the manifest, then catalog partitions). The Kinesis consumer commits through the
+/// per-shard exactly-once protocol of `docs/delivery.md` with it.
+#[async_trait]
+pub trait BatchWriter: Send + Sync {
+    /// Writes `batch` of `stream` (data, dead letters, manifest, catalog partitions) and returns
+    /// its manifest. Called in source order, one batch at a time; an error stops the run.
+    async fn write(&self, stream: &str, batch: ProcessedBatch) -> Result<BatchCommit, String>;
+}
+
 /// The configured pipeline. Runs any number of sources, one after another.
 pub struct Pipeline {
     options: PipelineOptions,
@@ -73,6 +99,11 @@ impl Pipeline {
     /// The lake written to.
     pub fn lake(&self) -> &Lake {
         &self.lake
+    }
+
+    /// The catalog partitions are registered in.
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
     }
 
     /// Creates or extends every stream's table in the catalog.
@@ -122,9 +153,33 @@ impl Pipeline {
     pub async fn ingest_with_hook(
         &self,
         stream: &str,
+        source: Box<dyn RecordSource>,
+        progress: Option<Progress>,
+        on_commit: Option<Arc<dyn CommitSink>>,
+    ) -> Result<StreamSummary, PipelineError> {
+        self.run(stream, source, progress, on_commit, None).await
+    }
+
+    /// [`Pipeline::ingest`], making each batch durable with `writer` instead of the default
+    /// writer (which names files by the source's tag and numeric positions). The warehouse sink
+    /// still receives each manifest `writer` returns.
+    pub async fn ingest_with_writer(
+        &self,
+        stream: &str,
+        source: Box<dyn RecordSource>,
+        progress: Option<Progress>,
+        writer: Arc<dyn BatchWriter>,
+    ) -> Result<StreamSummary, PipelineError> {
+        self.run(stream, source, progress, None, Some(writer)).await
+    }
+
+    async fn run(
+        &self,
+        stream: &str,
         mut source: Box<dyn RecordSource>,
         progress: Option<Progress>,
         on_commit: Option<Arc<dyn CommitSink>>,
+        writer: Option<Arc<dyn BatchWriter>>,
     ) -> Result<StreamSummary, PipelineError> {
         let started = Instant::now();
         let schema = self.schema(stream)?;
@@ -193,30 +248,57 @@ impl Pipeline {
         while let Some(joined) = processed.next().await {
             let batch = joined
                 .map_err(|e| PipelineError::Internal(format!("batch task failed: {e}")))??;
-            let commit = self
-                .lake
-                .write_batch(
-                    stream,
-                    &BatchId::new(&tag, batch.first, batch.last),
-                    BatchSource {
-                        name: &source_name,
-                        first: batch.first,
-                        last: batch.last,
-                    },
-                    batch.files,
-                    &batch.dead,
-                    &dead_dt,
-                )
-                .await?;
-            let new: Vec<_> = commit
-                .files
-                .iter()
-                .map(|f| f.partition.clone())
-                .filter(|p| known_partitions.insert(p.clone()))
-                .collect();
-            if !new.is_empty() {
-                self.catalog.add_partitions(stream, &new).await?;
-            }
+            let mut reasons: Vec<String> = batch.dead.iter().map(|d| d.reason.clone()).collect();
+            let commit = match &writer {
+                Some(writer) => {
+                    let (first, last) = (batch.first, batch.last);
+                    writer
+                        .write(
+                            stream,
+                            ProcessedBatch {
+                                first,
+                                last,
+                                files: batch.files,
+                                dead_letters: batch.dead,
+                                dead_letter_dt: dead_dt.clone(),
+                            },
+                        )
+                        .await
+                        .map_err(|message| PipelineError::Delivery {
+                            source_name: source_name.clone(),
+                            first,
+                            last,
+                            message,
+                        })?
+                }
+                None => {
+                    let commit = self
+                        .lake
+                        .write_batch(
+                            stream,
+                            &BatchId::new(&tag, batch.first, batch.last),
+                            BatchSource {
+                                name: &source_name,
+                                first: batch.first,
+                                last: batch.last,
+                            },
+                            batch.files,
+                            &batch.dead,
+                            &dead_dt,
+                        )
+                        .await?;
+                    let new: Vec<_> = commit
+                        .files
+                        .iter()
+                        .map(|f| f.partition.clone())
+                        .filter(|p| known_partitions.insert(p.clone()))
+                        .collect();
+                    if !new.is_empty() {
+                        self.catalog.add_partitions(stream, &new).await?;
+                    }
+                    commit
+                }
+            };
             if let Some(sink) = &self.sink {
                 sink.committed(&commit)
                     .await
@@ -238,11 +320,8 @@ impl Pipeline {
             summary.written += commit.rows();
             summary.duplicates += batch.duplicates;
             summary.dead_lettered += commit.dead_letters;
-            for d in &batch.dead {
-                *summary
-                    .dead_letter_reasons
-                    .entry(d.reason.clone())
-                    .or_default() += 1;
+            for reason in reasons.drain(..) {
+                *summary.dead_letter_reasons.entry(reason).or_default() += 1;
             }
             summary.batches += 1;
             summary.files += commit.files.len() as u64;

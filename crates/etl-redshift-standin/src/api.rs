@@ -72,29 +72,49 @@ pub(crate) struct Statement {
 }
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| (d.as_millis() as f64) / 1000.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| (d.as_millis() as f64) / 1000.0)
 }
 
 fn ok(body: Value) -> Response {
-    Response { status: 200, body: body.to_string() }
+    Response {
+        status: 200,
+        body: body.to_string(),
+    }
 }
 
 fn fail(code: &str, message: &str) -> Response {
-    Response { status: 400, body: error_body(code, message) }
+    Response {
+        status: 400,
+        body: error_body(code, message),
+    }
 }
 
 fn not_found(id: &str) -> Response {
     let body = json!({ "__type": "ResourceNotFoundException", "Message": format!("Query {id} does not exist"), "ResourceId": id });
-    Response { status: 400, body: body.to_string() }
+    Response {
+        status: 400,
+        body: body.to_string(),
+    }
 }
 
 /// Dispatches one request on its `X-Amz-Target`.
 pub(crate) async fn handle(state: Arc<State>, request: Request) -> Response {
     let body: Value = match serde_json::from_slice(&request.body) {
         Ok(v) => v,
-        Err(e) => return fail("ValidationException", &format!("request body is not JSON: {e}")),
+        Err(e) => {
+            return fail(
+                "ValidationException",
+                &format!("request body is not JSON: {e}"),
+            )
+        }
     };
-    let operation = request.target.strip_prefix("RedshiftData.").unwrap_or(&request.target).to_string();
+    let operation = request
+        .target
+        .strip_prefix("RedshiftData.")
+        .unwrap_or(&request.target)
+        .to_string();
     tracing::debug!(%operation, "Data API stand-in request");
     match operation.as_str() {
         "ExecuteStatement" => submit(&state, body, false),
@@ -102,7 +122,10 @@ pub(crate) async fn handle(state: Arc<State>, request: Request) -> Response {
         "DescribeStatement" => describe(&state, &body),
         "GetStatementResult" => get_result(&state, &body),
         "CancelStatement" => cancel(&state, &body).await,
-        other => fail("ValidationException", &format!("the Redshift Data API stand-in does not implement {other}")),
+        other => fail(
+            "ValidationException",
+            &format!("the Redshift Data API stand-in does not implement {other}"),
+        ),
     }
 }
 
@@ -114,17 +137,27 @@ fn submit(state: &Arc<State>, body: Value, batch: bool) -> Response {
     let has_cluster = text(&body, "ClusterIdentifier").is_some();
     let has_workgroup = text(&body, "WorkgroupName").is_some();
     if has_cluster == has_workgroup {
-        return fail("ValidationException", "Either ClusterIdentifier or WorkgroupName must be specified, not both");
+        return fail(
+            "ValidationException",
+            "Either ClusterIdentifier or WorkgroupName must be specified, not both",
+        );
     }
     if text(&body, "SessionId").is_some() || body.get("SessionKeepAliveSeconds").is_some() {
-        return fail("ValidationException", "the Redshift Data API stand-in does not implement sessions");
+        return fail(
+            "ValidationException",
+            "the Redshift Data API stand-in does not implement sessions",
+        );
     }
     let Some(database) = text(&body, "Database") else {
         return fail("ValidationException", "Database must be specified");
     };
     let sqls: Vec<String> = if batch {
         match body.get("Sqls").and_then(Value::as_array) {
-            Some(list) if (1..=40).contains(&list.len()) => list.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            Some(list) if (1..=40).contains(&list.len()) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
             _ => return fail("ValidationException", "Sqls must hold 1 to 40 statements"),
         }
     } else {
@@ -134,20 +167,44 @@ fn submit(state: &Arc<State>, body: Value, batch: bool) -> Response {
         }
     };
     if batch && text(&body, "ExecutionMode").is_some_and(|m| m != "TRANSACTION") {
-        return fail("ValidationException", "the Redshift Data API stand-in runs batches in TRANSACTION mode only");
+        return fail(
+            "ValidationException",
+            "the Redshift Data API stand-in runs batches in TRANSACTION mode only",
+        );
     }
     let params: Vec<(String, String)> = body
         .get("Parameters")
         .and_then(Value::as_array)
-        .map(|ps| ps.iter().filter_map(|p| Some((text(p, "name")?, text(p, "value")?))).collect())
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| Some((text(p, "name")?, text(p, "value")?)))
+                .collect()
+        })
         .unwrap_or_default();
     let n = state.counter.fetch_add(1, Ordering::Relaxed) + 1;
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let id = format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", nanos, n & 0xffff, (n >> 16) & 0xfff, std::process::id() & 0xfff, n);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let id = format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        nanos,
+        n & 0xffff,
+        (n >> 16) & 0xfff,
+        std::process::id() & 0xfff,
+        n
+    );
     let created = now();
     let subs = sqls
         .iter()
-        .map(|sql| Sub { sql: sql.clone(), status: Status::Submitted, error: None, outcome: None, created_at: created, updated_at: created, duration_ns: 0 })
+        .map(|sql| Sub {
+            sql: sql.clone(),
+            status: Status::Submitted,
+            error: None,
+            outcome: None,
+            created_at: created,
+            updated_at: created,
+            duration_ns: 0,
+        })
         .collect();
     let statement = Statement {
         batch,
@@ -194,7 +251,11 @@ async fn run(state: Arc<State>, id: String, database: String, params: Vec<(Strin
         match result {
             Ok(()) => s.status = Status::Finished,
             Err(message) => {
-                s.status = if s.cancel_requested { Status::Aborted } else { Status::Failed };
+                s.status = if s.cancel_requested {
+                    Status::Aborted
+                } else {
+                    Status::Failed
+                };
                 if s.cancel_requested {
                     for sub in s.subs.iter_mut().filter(|x| x.status.running()) {
                         sub.status = Status::Aborted;
@@ -206,9 +267,19 @@ async fn run(state: Arc<State>, id: String, database: String, params: Vec<(Strin
     });
 }
 
-async fn run_inner(state: &State, id: &str, database: &str, params: &[(String, String)]) -> Result<(), String> {
-    let conn = format!("host={} port={} user={} dbname={database}", state.pg_host, state.pg_port, state.pg_user);
-    let (client, connection) = tokio_postgres::connect(&conn, NoTls).await.map_err(|e| format!("FATAL: {}", pg_error(e)))?;
+async fn run_inner(
+    state: &State,
+    id: &str,
+    database: &str,
+    params: &[(String, String)],
+) -> Result<(), String> {
+    let conn = format!(
+        "host={} port={} user={} dbname={database}",
+        state.pg_host, state.pg_port, state.pg_user
+    );
+    let (client, connection) = tokio_postgres::connect(&conn, NoTls)
+        .await
+        .map_err(|e| format!("FATAL: {}", pg_error(e)))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("stand-in postgres connection closed: {e}");
@@ -224,7 +295,15 @@ async fn run_inner(state: &State, id: &str, database: &str, params: &[(String, S
         return Err("Query was cancelled".into());
     }
     let (batch, sqls) = match state.statements.lock() {
-        Ok(map) => map.get(id).map(|s| (s.batch, s.subs.iter().map(|x| x.sql.clone()).collect::<Vec<_>>())).unwrap_or_default(),
+        Ok(map) => map
+            .get(id)
+            .map(|s| {
+                (
+                    s.batch,
+                    s.subs.iter().map(|x| x.sql.clone()).collect::<Vec<_>>(),
+                )
+            })
+            .unwrap_or_default(),
         Err(_) => return Err("ERROR: stand-in state poisoned".into()),
     };
     if batch {
@@ -293,9 +372,15 @@ fn sub_json(id: &str, sub: &Sub, query_id: i64) -> Value {
 }
 
 fn describe(state: &State, body: &Value) -> Response {
-    let Some(id) = text(body, "Id") else { return fail("ValidationException", "Id must be specified") };
-    let Ok(map) = state.statements.lock() else { return fail("InternalServerException", "state poisoned") };
-    let Some(s) = map.get(&id) else { return not_found(&id) };
+    let Some(id) = text(body, "Id") else {
+        return fail("ValidationException", "Id must be specified");
+    };
+    let Ok(map) = state.statements.lock() else {
+        return fail("InternalServerException", "state poisoned");
+    };
+    let Some(s) = map.get(&id) else {
+        return not_found(&id);
+    };
     let mut out = json!({
         "Id": id,
         "Status": s.status.as_str(),
@@ -305,7 +390,13 @@ fn describe(state: &State, body: &Value) -> Response {
         "RedshiftQueryId": s.query_id,
         "RedshiftPid": 0,
     });
-    for key in ["ClusterIdentifier", "WorkgroupName", "DbUser", "SecretArn", "Database"] {
+    for key in [
+        "ClusterIdentifier",
+        "WorkgroupName",
+        "DbUser",
+        "SecretArn",
+        "Database",
+    ] {
         if let Some(v) = s.request.get(key) {
             out[key] = v.clone();
         }
@@ -316,7 +407,12 @@ fn describe(state: &State, body: &Value) -> Response {
     if s.batch {
         out["HasResultSet"] = json!(false);
         out["ResultRows"] = json!(-1);
-        let subs: Vec<Value> = s.subs.iter().enumerate().map(|(i, sub)| sub_json(&format!("{id}:{}", i + 1), sub, s.query_id)).collect();
+        let subs: Vec<Value> = s
+            .subs
+            .iter()
+            .enumerate()
+            .map(|(i, sub)| sub_json(&format!("{id}:{}", i + 1), sub, s.query_id))
+            .collect();
         out["SubStatements"] = Value::Array(subs);
     } else if let Some(sub) = s.subs.first() {
         let v = sub_json(&id, sub, s.query_id);
@@ -331,11 +427,19 @@ fn describe(state: &State, body: &Value) -> Response {
 }
 
 fn field(ty: &Type, value: &Option<String>) -> Value {
-    let Some(v) = value else { return json!({ "isNull": true }) };
+    let Some(v) = value else {
+        return json!({ "isNull": true });
+    };
     if [Type::INT2, Type::INT4, Type::INT8, Type::OID].contains(ty) {
-        v.parse::<i64>().map_or_else(|_| json!({ "stringValue": v }), |n| json!({ "longValue": n }))
+        v.parse::<i64>().map_or_else(
+            |_| json!({ "stringValue": v }),
+            |n| json!({ "longValue": n }),
+        )
     } else if [Type::FLOAT4, Type::FLOAT8].contains(ty) {
-        v.parse::<f64>().map_or_else(|_| json!({ "stringValue": v }), |n| json!({ "doubleValue": n }))
+        v.parse::<f64>().map_or_else(
+            |_| json!({ "stringValue": v }),
+            |n| json!({ "doubleValue": n }),
+        )
     } else if *ty == Type::BOOL {
         json!({ "booleanValue": v == "t" })
     } else {
@@ -344,7 +448,9 @@ fn field(ty: &Type, value: &Option<String>) -> Value {
 }
 
 fn get_result(state: &State, body: &Value) -> Response {
-    let Some(id) = text(body, "Id") else { return fail("ValidationException", "Id must be specified") };
+    let Some(id) = text(body, "Id") else {
+        return fail("ValidationException", "Id must be specified");
+    };
     let (base, index) = match id.rsplit_once(':') {
         Some((b, n)) => match n.parse::<usize>() {
             Ok(n) if n >= 1 => (b.to_string(), Some(n - 1)),
@@ -352,28 +458,64 @@ fn get_result(state: &State, body: &Value) -> Response {
         },
         None => (id.clone(), None),
     };
-    let Ok(map) = state.statements.lock() else { return fail("InternalServerException", "state poisoned") };
-    let Some(s) = map.get(&base) else { return not_found(&id) };
+    let Ok(map) = state.statements.lock() else {
+        return fail("InternalServerException", "state poisoned");
+    };
+    let Some(s) = map.get(&base) else {
+        return not_found(&id);
+    };
     let sub = match (s.batch, index) {
         (true, Some(i)) => s.subs.get(i),
         (false, None) => s.subs.first(),
-        (true, None) => return fail("ValidationException", "Query is a batch; use a sub-statement id (<id>:<n>)"),
+        (true, None) => {
+            return fail(
+                "ValidationException",
+                "Query is a batch; use a sub-statement id (<id>:<n>)",
+            )
+        }
         (false, Some(_)) => return not_found(&id),
     };
-    let Some(sub) = sub else { return not_found(&id) };
-    if sub.status != Status::Finished {
-        return fail("ValidationException", &format!("Query {id} is not finished (status {})", sub.status.as_str()));
-    }
-    let Some(Outcome { columns: Some(columns), rows, .. }) = &sub.outcome else {
-        return fail("ValidationException", &format!("Query {id} does not have result. Please check query status with DescribeStatement"));
+    let Some(sub) = sub else {
+        return not_found(&id);
     };
-    let offset: usize = text(body, "NextToken").and_then(|t| t.strip_prefix("offset:").and_then(|n| n.parse().ok())).unwrap_or(0);
+    if sub.status != Status::Finished {
+        return fail(
+            "ValidationException",
+            &format!(
+                "Query {id} is not finished (status {})",
+                sub.status.as_str()
+            ),
+        );
+    }
+    let Some(Outcome {
+        columns: Some(columns),
+        rows,
+        ..
+    }) = &sub.outcome
+    else {
+        return fail(
+            "ValidationException",
+            &format!(
+                "Query {id} does not have result. Please check query status with DescribeStatement"
+            ),
+        );
+    };
+    let offset: usize = text(body, "NextToken")
+        .and_then(|t| t.strip_prefix("offset:").and_then(|n| n.parse().ok()))
+        .unwrap_or(0);
     let end = (offset + state.page_rows.max(1)).min(rows.len());
     let records: Vec<Value> = rows
         .get(offset..end)
         .unwrap_or_default()
         .iter()
-        .map(|row| Value::Array(row.iter().zip(columns).map(|(v, c)| field(&c.ty, v)).collect()))
+        .map(|row| {
+            Value::Array(
+                row.iter()
+                    .zip(columns)
+                    .map(|(v, c)| field(&c.ty, v))
+                    .collect(),
+            )
+        })
         .collect();
     let metadata: Vec<Value> = columns
         .iter()
@@ -383,7 +525,8 @@ fn get_result(state: &State, body: &Value) -> Response {
                     "schemaName": "", "tableName": "" })
         })
         .collect();
-    let mut out = json!({ "Records": records, "ColumnMetadata": metadata, "TotalNumRows": rows.len() });
+    let mut out =
+        json!({ "Records": records, "ColumnMetadata": metadata, "TotalNumRows": rows.len() });
     if end < rows.len() {
         out["NextToken"] = json!(format!("offset:{end}"));
     }
@@ -391,12 +534,24 @@ fn get_result(state: &State, body: &Value) -> Response {
 }
 
 async fn cancel(state: &State, body: &Value) -> Response {
-    let Some(id) = text(body, "Id") else { return fail("ValidationException", "Id must be specified") };
+    let Some(id) = text(body, "Id") else {
+        return fail("ValidationException", "Id must be specified");
+    };
     let token = {
-        let Ok(mut map) = state.statements.lock() else { return fail("InternalServerException", "state poisoned") };
-        let Some(s) = map.get_mut(&id) else { return not_found(&id) };
+        let Ok(mut map) = state.statements.lock() else {
+            return fail("InternalServerException", "state poisoned");
+        };
+        let Some(s) = map.get_mut(&id) else {
+            return not_found(&id);
+        };
         if !s.status.running() {
-            return fail("ValidationException", &format!("Could not cancel a query that is already in {} state with ID: {id}", s.status.as_str()));
+            return fail(
+                "ValidationException",
+                &format!(
+                    "Could not cancel a query that is already in {} state with ID: {id}",
+                    s.status.as_str()
+                ),
+            );
         }
         s.cancel_requested = true;
         s.cancel.clone()

@@ -53,7 +53,9 @@ where
             if header.is_empty() {
                 break;
             }
-            let Some((name, value)) = header.split_once(':') else { continue };
+            let Some((name, value)) = header.split_once(':') else {
+                continue;
+            };
             let value = value.trim();
             match name.trim().to_ascii_lowercase().as_str() {
                 "content-length" => content_length = value.parse().unwrap_or(usize::MAX),
@@ -65,7 +67,13 @@ where
         }
         let response = if chunked || content_length > MAX_BODY {
             close = true;
-            Response { status: 400, body: error_body("ValidationException", "send a Content-Length body of at most 16 MiB") }
+            Response {
+                status: 400,
+                body: error_body(
+                    "ValidationException",
+                    "send a Content-Length body of at most 16 MiB",
+                ),
+            }
         } else {
             let mut body = vec![0u8; content_length];
             if reader.read_exact(&mut body).await.is_err() {
@@ -74,7 +82,11 @@ where
             handle(Request { target, body }).await
         };
         counter += 1;
-        let reason = if response.status == 200 { "OK" } else { "Bad Request" };
+        let reason = if response.status == 200 {
+            "OK"
+        } else {
+            "Bad Request"
+        };
         let head = format!(
             "HTTP/1.1 {} {reason}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\
              x-amzn-RequestId: standin-{counter}\r\n{}\r\n",
@@ -82,7 +94,9 @@ where
             response.body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
-        if write.write_all(head.as_bytes()).await.is_err() || write.write_all(response.body.as_bytes()).await.is_err() {
+        if write.write_all(head.as_bytes()).await.is_err()
+            || write.write_all(response.body.as_bytes()).await.is_err()
+        {
             return;
         }
         if close {

@@ -54,7 +54,13 @@ pub struct StandInConfig {
 impl StandInConfig {
     /// PostgreSQL on `127.0.0.1:<port>` as `postgres`, no S3, 1000 rows a page.
     pub fn new(pg_port: u16) -> Self {
-        StandInConfig { pg_host: "127.0.0.1".into(), pg_port, pg_user: "postgres".into(), s3: None, page_rows: 1000 }
+        StandInConfig {
+            pg_host: "127.0.0.1".into(),
+            pg_port,
+            pg_user: "postgres".into(),
+            s3: None,
+            page_rows: 1000,
+        }
     }
 }
 
@@ -75,14 +81,18 @@ pub struct RedshiftDataStandIn {
 
 impl std::fmt::Debug for RedshiftDataStandIn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedshiftDataStandIn").field("endpoint", &self.endpoint).finish_non_exhaustive()
+        f.debug_struct("RedshiftDataStandIn")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
     }
 }
 
 impl RedshiftDataStandIn {
     /// Binds `127.0.0.1:0` and serves in a task of the current runtime.
     pub async fn start(config: StandInConfig) -> Result<Self, StandInError> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(StandInError::Bind)?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(StandInError::Bind)?;
         let port = listener.local_addr().map_err(StandInError::Bind)?.port();
         let state = Arc::new(api::State {
             pg_host: config.pg_host,
@@ -104,7 +114,10 @@ impl RedshiftDataStandIn {
                 };
                 let state = Arc::clone(&state);
                 tokio::spawn(async move {
-                    http::serve_connection(stream, move |request| api::handle(Arc::clone(&state), request)).await;
+                    http::serve_connection(stream, move |request| {
+                        api::handle(Arc::clone(&state), request)
+                    })
+                    .await;
                 });
             }
         });

@@ -61,7 +61,10 @@ pub(crate) fn tokenize(sql: &str) -> Vec<Tok> {
             let end = take_until(i, '"');
             (Tok::Quoted(chars[i..end].iter().collect()), end)
         } else if c == '-' && next == Some('-') {
-            let end = chars[i..].iter().position(|&x| x == '\n').map_or(chars.len(), |p| i + p);
+            let end = chars[i..]
+                .iter()
+                .position(|&x| x == '\n')
+                .map_or(chars.len(), |p| i + p);
             (Tok::Space(chars[i..end].iter().collect()), end)
         } else if c == '/' && next == Some('*') {
             let end = (i + 2..chars.len().saturating_sub(1))
@@ -69,7 +72,10 @@ pub(crate) fn tokenize(sql: &str) -> Vec<Tok> {
                 .map_or(chars.len(), |j| j + 2);
             (Tok::Space(chars[i..end].iter().collect()), end)
         } else if c.is_whitespace() {
-            let end = chars[i..].iter().position(|x| !x.is_whitespace()).map_or(chars.len(), |p| i + p);
+            let end = chars[i..]
+                .iter()
+                .position(|x| !x.is_whitespace())
+                .map_or(chars.len(), |p| i + p);
             (Tok::Space(chars[i..end].iter().collect()), end)
         } else if c == ':' && next == Some(':') {
             out.push(Tok::Punct(':'));
@@ -141,10 +147,16 @@ pub(crate) fn strip_redshift_attributes(sql: &str) -> String {
             i = after + 1;
         } else if t.is_word("DISTKEY") {
             i = skip_group(&tokens, after);
-        } else if (t.is_word("COMPOUND") || t.is_word("INTERLEAVED")) && tokens.get(after).is_some_and(|n| n.is_word("SORTKEY")) {
+        } else if (t.is_word("COMPOUND") || t.is_word("INTERLEAVED"))
+            && tokens.get(after).is_some_and(|n| n.is_word("SORTKEY"))
+        {
             i = after;
         } else if t.is_word("SORTKEY") {
-            i = if tokens.get(after).is_some_and(|n| n.is_word("AUTO")) { after + 1 } else { skip_group(&tokens, after) };
+            i = if tokens.get(after).is_some_and(|n| n.is_word("AUTO")) {
+                after + 1
+            } else {
+                skip_group(&tokens, after)
+            };
         } else {
             out.push(t.clone());
             i += 1;
@@ -190,7 +202,10 @@ pub(crate) struct CopyParquet {
 
 /// `None` if `sql` is not a COPY; `Some(Err)` for a COPY the stand-in cannot run.
 pub(crate) fn parse_copy(sql: &str) -> Option<Result<CopyParquet, String>> {
-    let tokens: Vec<Tok> = tokenize(sql).into_iter().filter(|t| !matches!(t, Tok::Space(_))).collect();
+    let tokens: Vec<Tok> = tokenize(sql)
+        .into_iter()
+        .filter(|t| !matches!(t, Tok::Space(_)))
+        .collect();
     if !tokens.first().is_some_and(|t| t.is_word("COPY")) {
         return None;
     }
@@ -221,14 +236,19 @@ fn parse_copy_tokens(tokens: &[Tok]) -> Result<CopyParquet, String> {
     let mut column_count = 0;
     if tokens.get(i) == Some(&Tok::Punct('(')) {
         let end = skip_group(tokens, i);
-        column_count = tokens[i..end].iter().filter(|t| matches!(t, Tok::Word(_) | Tok::Quoted(_))).count();
+        column_count = tokens[i..end]
+            .iter()
+            .filter(|t| matches!(t, Tok::Word(_) | Tok::Quoted(_)))
+            .count();
         columns = Some(join(&tokens[i..end]).replace(",", ", "));
         i = end;
     }
     if !tokens.get(i).is_some_and(|t| t.is_word("FROM")) {
         return Err(unsupported("expected FROM"));
     }
-    let Some(Tok::Str(url)) = tokens.get(i + 1) else { return Err(unsupported("expected FROM 's3://…'")) };
+    let Some(Tok::Str(url)) = tokens.get(i + 1) else {
+        return Err(unsupported("expected FROM 's3://…'"));
+    };
     let manifest_url = unquote(url);
     i += 2;
     let (mut parquet, mut manifest) = (false, false);
@@ -239,7 +259,11 @@ fn parse_copy_tokens(tokens: &[Tok]) -> Result<CopyParquet, String> {
             }
             i += 2;
         } else if t.is_word("FORMAT") {
-            let j = if tokens.get(i + 1).is_some_and(|n| n.is_word("AS")) { i + 2 } else { i + 1 };
+            let j = if tokens.get(i + 1).is_some_and(|n| n.is_word("AS")) {
+                i + 2
+            } else {
+                i + 1
+            };
             if !tokens.get(j).is_some_and(|n| n.is_word("PARQUET")) {
                 return Err(unsupported("only FORMAT AS PARQUET is supported"));
             }
@@ -260,7 +284,12 @@ fn parse_copy_tokens(tokens: &[Tok]) -> Result<CopyParquet, String> {
     if !manifest {
         return Err(unsupported("MANIFEST is missing"));
     }
-    Ok(CopyParquet { target, columns, column_count, manifest_url })
+    Ok(CopyParquet {
+        target,
+        columns,
+        column_count,
+        manifest_url,
+    })
 }
 
 #[cfg(test)]
@@ -269,20 +298,26 @@ mod tests {
 
     #[test]
     fn redshift_attributes_are_stripped_outside_quotes() {
-        let sql = "CREATE TABLE t (a INT ENCODE az64, \"sortkey\" VARCHAR(3) DEFAULT 'DISTSTYLE ALL')\n\
+        let sql =
+            "CREATE TABLE t (a INT ENCODE az64, \"sortkey\" VARCHAR(3) DEFAULT 'DISTSTYLE ALL')\n\
                    DISTSTYLE KEY DISTKEY (a) COMPOUND SORTKEY (a, \"sortkey\")";
         assert_eq!(
             strip_redshift_attributes(sql),
             "CREATE TABLE t (a INT , \"sortkey\" VARCHAR(3) DEFAULT 'DISTSTYLE ALL')\n  "
         );
-        assert_eq!(strip_redshift_attributes("CREATE TABLE t (a INT) DISTSTYLE AUTO SORTKEY AUTO;"), "CREATE TABLE t (a INT)  ;");
+        assert_eq!(
+            strip_redshift_attributes("CREATE TABLE t (a INT) DISTSTYLE AUTO SORTKEY AUTO;"),
+            "CREATE TABLE t (a INT)  ;"
+        );
     }
 
     #[test]
     fn parameters_become_literals_and_casts_survive() {
         let params = vec![("name".to_string(), "it's".to_string())];
-        assert_eq!(bind_parameters("SELECT x::text, ':name' FROM t WHERE a = :name", &params).ok(),
-            Some("SELECT x::text, ':name' FROM t WHERE a = 'it''s'".into()));
+        assert_eq!(
+            bind_parameters("SELECT x::text, ':name' FROM t WHERE a = :name", &params).ok(),
+            Some("SELECT x::text, ':name' FROM t WHERE a = 'it''s'".into())
+        );
         assert!(bind_parameters("SELECT :missing", &params).is_err());
     }
 
@@ -291,10 +326,21 @@ mod tests {
         let copy = parse_copy("COPY \"s\".\"t\" FROM 's3://b/m.manifest' IAM_ROLE 'arn:aws:iam::1:role/R' FORMAT AS PARQUET MANIFEST;");
         assert_eq!(
             copy,
-            Some(Ok(CopyParquet { target: "\"s\".\"t\"".into(), columns: None, column_count: 0, manifest_url: "s3://b/m.manifest".into() }))
+            Some(Ok(CopyParquet {
+                target: "\"s\".\"t\"".into(),
+                columns: None,
+                column_count: 0,
+                manifest_url: "s3://b/m.manifest".into()
+            }))
         );
-        assert!(matches!(parse_copy("COPY t FROM 's3://b/p/' IAM_ROLE 'x' FORMAT AS PARQUET"), Some(Err(_))));
-        assert!(matches!(parse_copy("COPY t FROM 's3://b/m' IAM_ROLE 'x' CSV MANIFEST"), Some(Err(_))));
+        assert!(matches!(
+            parse_copy("COPY t FROM 's3://b/p/' IAM_ROLE 'x' FORMAT AS PARQUET"),
+            Some(Err(_))
+        ));
+        assert!(matches!(
+            parse_copy("COPY t FROM 's3://b/m' IAM_ROLE 'x' CSV MANIFEST"),
+            Some(Err(_))
+        ));
         assert_eq!(parse_copy("SELECT 1"), None);
     }
 }

@@ -63,6 +63,10 @@ pub enum RedshiftError {
         sql: String,
     },
 
+    /// Listing or reading the lake's commit records failed.
+    #[error("reading the lake: {0}")]
+    Lake(String),
+
     /// The Data API answered something this client cannot read.
     #[error("unexpected Data API answer for {id}: {message}")]
     Protocol { id: String, message: String },

@@ -15,18 +15,21 @@
 //! - [`data_api`]: the Redshift Data API client (ExecuteStatement with parameters,
 //!   BatchExecuteStatement as one transaction, DescribeStatement polled with backoff until
 //!   FINISHED/FAILED/ABORTED with Redshift's error message, GetStatementResult paged);
-//! - [`RedshiftDataWarehouse`]: the `etl_warehouse::Warehouse` seam on top of them.
+//! - [`RedshiftDataWarehouse`]: the `etl_warehouse::Warehouse` seam on top of them;
+//! - [`loader`]: the continuous loader of the lake's committed batches (`_commits/`), which
+//!   retries with backoff while the warehouse is unavailable and never skips a batch.
 //!
-//! **What it does not do.** It writes no lake files (only the load manifests), does not
-//! schedule loads (the pipeline's commit sink calls `load`), makes no AWS SDK retries of its own
+//! **What it does not do.** It writes no lake files (only the load manifests), makes no AWS SDK retries of its own
 //! (`etl-aws` configures them; the only loop here is the batch-load retry of a *failed
-//! transaction*), and has no PostgreSQL-wire backend yet.
+//! transaction*). [`PgWireWarehouse`] is the same seam over the PostgreSQL wire protocol (no TLS).
 
 pub mod data_api;
 pub mod ddl;
 mod error;
 pub mod ident;
 pub mod load;
+pub mod loader;
+pub mod pgwire;
 mod warehouse;
 
 pub use data_api::{DataApi, DataApiTarget, PollSettings, ResultSet};
@@ -34,4 +37,6 @@ pub use ddl::{SqlFlavor, TableDef, LEDGER_TABLE};
 pub use error::RedshiftError;
 pub use ident::Ident;
 pub use load::{Manifest, ManifestEntry};
+pub use loader::{LoadSummary, Loader, LoaderSettings};
+pub use pgwire::PgWireWarehouse;
 pub use warehouse::{LoadOutcome, RedshiftDataWarehouse, RedshiftSettings};

@@ -179,6 +179,11 @@ pub fn ledger_check_sql(schema: &Ident) -> String {
     )
 }
 
+/// The batch ids of one table in the ledger (parameter `:table`).
+pub fn ledger_loaded_sql(schema: &Ident) -> String {
+    format!("SELECT \"batch_id\" FROM {schema}.\"{LEDGER_TABLE}\" WHERE \"table_name\" = :table")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,6 +103,11 @@ impl RedshiftDataWarehouse {
         Ok(warehouse)
     }
 
+    /// The warehouse schema of the tables, the ledger and the views.
+    pub fn schema(&self) -> &Ident {
+        &self.schema
+    }
+
     /// The Data API client (for callers that need plain statements).
     pub fn data_api(&self) -> &DataApi {
         &self.api

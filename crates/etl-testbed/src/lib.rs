@@ -13,6 +13,10 @@
 //! | PostgreSQL 15 | Redshift SQL | [`postgres()`] |
 //! | (later issue) | Redshift Data API | [`StandIn::RedshiftData`], see below |
 //!
+//! Fault injection: [`FaultProxy`] (throttling, 5xx, dropped connections in front of a stand-in)
+//! and [`Kinesalite::start_with_fake_clock`] (a kinesalite whose clock a test moves, to expire
+//! shard iterators).
+//!
 //! **What it does not do.** It installs nothing: `scripts/setup-test-env` does (the README's
 //! test command `scripts/test` runs it first). A stand-in that is missing or cannot start makes
 //! the test that asked for it fail with a [`TestbedError`] naming the stand-in, the reason and
@@ -44,6 +48,7 @@
 //! pointed at it; it should expose its own `redshift_data()` entry point following the
 //! `OnceCell` pattern of [`moto()`].
 
+pub mod fault_proxy;
 mod http;
 mod kinesalite;
 mod moto;
@@ -53,10 +58,11 @@ pub mod process;
 
 use std::path::{Path, PathBuf};
 
-pub use kinesalite::{kinesis, Kinesalite};
+pub use fault_proxy::{FaultPlan, FaultProxy, FaultStats};
+pub use kinesalite::{create_stream, kinesis, wait_active, FakeClock, Kinesalite};
 pub use moto::{moto, Moto, MOTO_ACCOUNT_ID};
 pub use names::{unique_ident, unique_name};
-pub use postgres::{postgres, PgDatabase, PgSchema, Postgres};
+pub use postgres::{postgres, private_postgres, PgDatabase, PgSchema, Postgres};
 
 /// Region of every test client.
 pub const TEST_REGION: &str = "us-east-1";

@@ -27,12 +27,34 @@ exec "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir/sock" \
   -c full_page_writes=off -c max_connections=300 -c log_min_messages=warning
 "#;
 
+/// Like [`SERVER_SCRIPT`], but the shell stays the parent of the postmaster and starts it again
+/// whenever it exits, unless the file `<dir>/paused` exists (then it waits for the file to go).
+/// [`Postgres::stop`] / [`Postgres::start_again`] use it to take the server away for a while.
+const RESTARTABLE_SCRIPT: &str = r#"
+set -e
+bin=$1; dir=$2; port=$3
+"$bin/initdb" --no-sync --no-instructions -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C
+mkdir -p "$dir/sock"
+pg=
+trap 'if [ -n "$pg" ]; then kill -INT "$pg" 2>/dev/null; wait "$pg"; fi; exit 0' INT TERM
+while :; do
+  if [ -e "$dir/paused" ]; then sleep 0.1; continue; fi
+  "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir/sock" \
+    -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+    -c full_page_writes=off -c max_connections=300 -c log_min_messages=warning &
+  pg=$!
+  wait "$pg" || true
+  pg=
+done
+"#;
+
 /// A running PostgreSQL 15 on 127.0.0.1: superuser `postgres`, trust authentication,
 /// `fsync=off`. MERGE and binary COPY work.
 #[derive(Debug)]
 pub struct Postgres {
     port: u16,
     server: ServerProcess,
+    restartable: bool,
 }
 
 /// A fresh database of its own, with a connected superuser client.
@@ -66,7 +88,74 @@ pub async fn postgres() -> Result<&'static Postgres, TestbedError> {
         .map_err(Clone::clone)
 }
 
+/// A PostgreSQL of the caller's own (not the shared one of [`postgres`]) that can be stopped
+/// and started again ([`Postgres::stop`], [`Postgres::start_again`]) without disturbing other
+/// tests. It runs until the test process ends.
+pub async fn private_postgres() -> Result<Postgres, TestbedError> {
+    let bin = installed_bin()?;
+    start_once(bin, RESTARTABLE_SCRIPT, true).await
+}
+
 impl Postgres {
+    /// Stops the server (fast shutdown: sessions are ended, new connections are refused) and
+    /// keeps it stopped until [`Postgres::start_again`]. Only for [`private_postgres`].
+    pub async fn stop(&self) -> Result<(), TestbedError> {
+        let fail = |what: String| TestbedError::start(STAND_IN, what, self.log_tail());
+        if !self.restartable {
+            return Err(fail("only a private_postgres() can be stopped".into()));
+        }
+        let dir = self.server.dir();
+        std::fs::write(dir.join("paused"), b"")
+            .map_err(|e| fail(format!("cannot write {}/paused: {e}", dir.display())))?;
+        let pid_file = dir.join("data/postmaster.pid");
+        let pid: libc::pid_t = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()))
+            .ok_or_else(|| fail(format!("no pid in {}", pid_file.display())))?;
+        // SAFETY: kill with a pid read from the server's own pid file and a plain signal.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // SAFETY: signal 0 only checks whether the process exists.
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            if std::time::Instant::now() >= deadline {
+                return Err(fail(format!("postmaster {pid} did not stop within 30 s")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tracing::info!(port = self.port, "private postgres stopped");
+        Ok(())
+    }
+
+    /// Starts a server stopped by [`Postgres::stop`] again and waits until it answers.
+    pub async fn start_again(&self) -> Result<(), TestbedError> {
+        let dir = self.server.dir();
+        std::fs::remove_file(dir.join("paused")).map_err(|e| {
+            TestbedError::start(
+                STAND_IN,
+                format!("cannot remove {}/paused: {e}", dir.display()),
+                self.log_tail(),
+            )
+        })?;
+        let connection_string = self.connection_string("postgres");
+        self.server
+            .wait_until("accepted connection", START_TIMEOUT, || {
+                let connection_string = connection_string.clone();
+                async move {
+                    let client = connect(&connection_string).await?;
+                    client
+                        .simple_query("SELECT 1")
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            })
+            .await?;
+        tracing::info!(port = self.port, "private postgres started again");
+        Ok(())
+    }
+
     /// The loopback port.
     pub fn port(&self) -> u16 {
         self.port
@@ -142,7 +231,7 @@ async fn connect(connection_string: &str) -> Result<Client, String> {
     Ok(client)
 }
 
-async fn start() -> Result<Postgres, TestbedError> {
+fn installed_bin() -> Result<&'static Path, TestbedError> {
     let bin = Path::new(POSTGRES_BIN_DIR);
     for tool in ["initdb", "postgres"] {
         if !crate::is_executable(&bin.join(tool)) {
@@ -153,21 +242,26 @@ async fn start() -> Result<Postgres, TestbedError> {
             ));
         }
     }
-    match start_once(bin).await {
+    Ok(bin)
+}
+
+async fn start() -> Result<Postgres, TestbedError> {
+    let bin = installed_bin()?;
+    match start_once(bin, SERVER_SCRIPT, false).await {
         Err(e) if process::port_was_taken(&e) => {
             tracing::warn!("postgres lost the race for its port; trying another");
-            start_once(bin).await
+            start_once(bin, SERVER_SCRIPT, false).await
         }
         other => other,
     }
 }
 
-async fn start_once(bin: &Path) -> Result<Postgres, TestbedError> {
+async fn start_once(bin: &Path, script: &str, restartable: bool) -> Result<Postgres, TestbedError> {
     let port = process::free_port(STAND_IN)?;
     let dir = process::server_dir(STAND_IN, "postgres")?;
     let script_args: Vec<OsString> = vec![
         "-c".into(),
-        SERVER_SCRIPT.into(),
+        script.into(),
         "etl-testbed-postgres".into(),
         bin.into(),
         dir.clone().into(),
@@ -226,7 +320,11 @@ async fn start_once(bin: &Path) -> Result<Postgres, TestbedError> {
         })
         .await?;
     tracing::info!(port, "postgres ready");
-    Ok(Postgres { port, server })
+    Ok(Postgres {
+        port,
+        server,
+        restartable,
+    })
 }
 
 fn is_root() -> bool {

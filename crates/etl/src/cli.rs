@@ -70,6 +70,11 @@ pub enum Command {
     Produce(crate::cmd_kinesis::ProduceArgs),
     /// Consume Kinesis streams into the lake, committing shard positions after each batch.
     Run(crate::cmd_kinesis::RunArgs),
+    /// Redshift: migrate tables and views, load committed lake batches (Data API).
+    Warehouse {
+        #[command(subcommand)]
+        command: crate::cmd_warehouse::WarehouseCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -87,15 +92,22 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+    /// Output directory; writes `app_events.ndjson` and `call_events.ndjson`.
+    #[arg(long, default_value = "etl-data/input")]
+    pub out: PathBuf,
+}
+
+/// What the synthetic producer generates (`etl generate`, `etl produce`).
+#[derive(Debug, Clone, Args)]
+pub struct GeneratorArgs {
     /// Number of events (both streams together).
     #[arg(long, default_value_t = 100_000)]
     pub events: u64,
     /// Random seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Output directory; writes `app_events.ndjson` and `call_events.ndjson`.
-    #[arg(long, default_value = "etl-data/input")]
-    pub out: PathBuf,
     /// Fraction of exact duplicates.
     #[arg(long)]
     pub duplicate_rate: Option<f64>,
@@ -108,6 +120,30 @@ pub struct GenerateArgs {
     /// Fraction of events on the call stream.
     #[arg(long)]
     pub call_share: Option<f64>,
+}
+
+impl GeneratorArgs {
+    /// The generator configuration: the defaults with the given fractions.
+    pub fn config(&self) -> etl_generate::GeneratorConfig {
+        let mut cfg = etl_generate::GeneratorConfig {
+            seed: self.seed,
+            events: self.events,
+            ..etl_generate::GeneratorConfig::default()
+        };
+        if let Some(v) = self.duplicate_rate {
+            cfg.duplicate_rate = v;
+        }
+        if let Some(v) = self.malformed_rate {
+            cfg.malformed_rate = v;
+        }
+        if let Some(v) = self.late_rate {
+            cfg.late_rate = v;
+        }
+        if let Some(v) = self.call_share {
+            cfg.call_share = v;
+        }
+        cfg
+    }
 }
 
 #[derive(Debug, Args)]

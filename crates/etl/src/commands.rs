@@ -1,10 +1,12 @@
 //! The commands.
 
-use crate::cli::{CatalogCommand, Cli, Command, DemoArgs, GenerateArgs, IngestArgs, QueryArgs};
+use crate::cli::{
+    CatalogCommand, Cli, Command, DemoArgs, GenerateArgs, GeneratorArgs, IngestArgs, QueryArgs,
+};
 use crate::setup::Setup;
 use anyhow::{bail, Context, Result};
 use arrow::util::pretty::pretty_format_batches;
-use etl_generate::{GeneratorConfig, GeneratorStats};
+use etl_generate::GeneratorStats;
 use etl_lake::catalog::{Catalog, FileCatalog};
 use etl_pipeline::source::LineSource;
 use etl_pipeline::{Pipeline, Progress, StreamSummary};
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let setup = Setup::load(&cli.global)?;
+    let setup = Setup::load(&cli.global).await?;
     match cli.command {
         Command::Demo(args) => demo(&cli.global, &setup, args).await,
         Command::Generate(args) => generate(args).map(|_| ()),
@@ -24,34 +26,16 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Catalog { command } => catalog(&setup, command).await,
         Command::Query(args) => query(&cli.global, &setup, args).await,
         Command::Views(args) => views(&cli.global, &setup, args.rows).await,
-        Command::Produce(args) => crate::cmd_kinesis::produce(args).await,
+        Command::Produce(args) => crate::cmd_kinesis::produce(&setup, args).await,
         Command::Run(args) => crate::cmd_kinesis::run(&setup, args).await,
+        Command::Warehouse { command } => {
+            crate::cmd_warehouse::run(&setup, cli.global.views.as_deref(), command).await
+        }
     }
-}
-
-fn generator_config(args: &GenerateArgs) -> GeneratorConfig {
-    let mut cfg = GeneratorConfig {
-        seed: args.seed,
-        events: args.events,
-        ..GeneratorConfig::default()
-    };
-    if let Some(v) = args.duplicate_rate {
-        cfg.duplicate_rate = v;
-    }
-    if let Some(v) = args.malformed_rate {
-        cfg.malformed_rate = v;
-    }
-    if let Some(v) = args.late_rate {
-        cfg.late_rate = v;
-    }
-    if let Some(v) = args.call_share {
-        cfg.call_share = v;
-    }
-    cfg
 }
 
 fn generate(args: GenerateArgs) -> Result<GeneratorStats> {
-    let cfg = generator_config(&args);
+    let cfg = args.generator.config();
     cfg.validate()?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -171,13 +155,15 @@ async fn demo(global: &crate::cli::Global, setup: &Setup, args: DemoArgs) -> Res
         global.dir.display()
     );
     let gen_args = GenerateArgs {
-        events: args.events,
-        seed: args.seed,
+        generator: GeneratorArgs {
+            events: args.events,
+            seed: args.seed,
+            duplicate_rate: None,
+            malformed_rate: None,
+            late_rate: None,
+            call_share: None,
+        },
         out: input.clone(),
-        duplicate_rate: None,
-        malformed_rate: None,
-        late_rate: None,
-        call_share: None,
     };
     let t = Instant::now();
     let generated = tokio::task::spawn_blocking(move || generate(gen_args)).await??;
@@ -252,6 +238,22 @@ async fn catalog(setup: &Setup, command: CatalogCommand) -> Result<()> {
                 println!("{table}: {change:?}");
             }
         }
+        CatalogCommand::Show if !setup.lake_is_local() => {
+            let catalog = setup.catalog(&setup.lake()?);
+            for schema in &setup.schemas {
+                let partitions = catalog.partitions(&schema.stream).await?;
+                println!(
+                    "{} at {}/{}/ ({} partitions)",
+                    schema.stream,
+                    setup.lake_location(),
+                    schema.stream,
+                    partitions.len()
+                );
+                for p in partitions {
+                    println!("  {}", p.path());
+                }
+            }
+        }
         CatalogCommand::Show => {
             let catalog = FileCatalog::new(setup.lake()?);
             for schema in &setup.schemas {
@@ -280,6 +282,12 @@ async fn catalog(setup: &Setup, command: CatalogCommand) -> Result<()> {
 }
 
 async fn open_warehouse(global: &crate::cli::Global, setup: &Setup) -> Result<LocalWarehouse> {
+    if !setup.lake_is_local() {
+        bail!(
+            "the local warehouse reads local lakes only, and the configured lake is {}: query it with Athena, or load it into Redshift with `etl warehouse load`",
+            setup.lake_location()
+        );
+    }
     let views = match &global.views {
         Some(dir) => etl_warehouse::load_views(dir)?,
         None => etl_warehouse::embedded_views()?,

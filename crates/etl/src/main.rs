@@ -2,6 +2,7 @@
 
 mod cli;
 mod cmd_kinesis;
+mod cmd_warehouse;
 mod commands;
 mod setup;
 

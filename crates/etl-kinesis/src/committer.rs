@@ -1,0 +1,174 @@
+//! The committing half of the source: where batches go ([`LakeTarget`]) and how
+//! [`PositionCommitter`] commits one batch (one shard's records) as the next record of the
+//! shard's commit log, with the shard position, through `etl_lake::delivery`.
+
+use super::{chrono_now_ms, PositionCommitter};
+use crate::positions::ShardPosition;
+use crate::KinesisError;
+use async_trait::async_trait;
+use etl_lake::catalog::Catalog;
+use etl_lake::delivery::{prepare_batch, DeliveryError, FailPoint};
+use etl_lake::{BatchCommit, BatchId, Lake, PositionRange};
+use etl_pipeline::{BatchWriter, ProcessedBatch};
+use std::sync::Arc;
+
+pub(super) fn delivery_error(e: DeliveryError) -> KinesisError {
+    KinesisError::Delivery(e.to_string())
+}
+
+/// Where the consumer delivers: the lake, the table (the pipeline stream), the catalog that
+/// partitions are registered in, and the writer's name in commit records.
+#[derive(Clone)]
+pub struct LakeTarget {
+    /// The lake (local directory or S3).
+    pub lake: Lake,
+    /// Table = pipeline stream, e.g. `app_events`.
+    pub table: String,
+    /// Catalog for the partitions of committed batches (`None`: none registered).
+    pub catalog: Option<Arc<dyn Catalog>>,
+    /// Name of this writer in commit records (diagnostics; unique per process).
+    pub writer: String,
+    /// Test only: make the `k`-th commit of this run (0-based) stop at this point as if the
+    /// process had died.
+    pub fail_at: Option<(u64, FailPoint)>,
+}
+
+impl LakeTarget {
+    /// Delivery of `table` into `lake`, partitions to `catalog`, writer named by [`writer_name`].
+    pub fn new(lake: Lake, table: &str, catalog: Option<Arc<dyn Catalog>>) -> Self {
+        LakeTarget {
+            lake,
+            table: table.to_string(),
+            catalog,
+            writer: writer_name(),
+            fail_at: None,
+        }
+    }
+}
+
+/// `<host>-<pid>-<start ms>`: a writer name unique per process.
+pub fn writer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}-{}-{}", std::process::id(), chrono_now_ms())
+}
+
+impl PositionCommitter {
+    async fn commit(
+        &self,
+        table: &str,
+        batch: ProcessedBatch,
+    ) -> Result<BatchCommit, KinesisError> {
+        let shared = &self.shared;
+        if table != shared.target.table {
+            return Err(KinesisError::Delivery(format!(
+                "the source delivers to table {} but the pipeline runs stream {table}",
+                shared.target.table
+            )));
+        }
+        let (info, resume, k) = {
+            let mut state = shared.lock();
+            let info = state.ledger.remove(&batch.last).ok_or_else(|| {
+                KinesisError::Delivery(format!(
+                    "no batch of this source ends at ordinal {}",
+                    batch.last
+                ))
+            })?;
+            let resume = state.resume.get(info.shard.as_ref()).cloned();
+            let k = state.commits;
+            state.commits += 1;
+            (info, resume, k)
+        };
+        let shard = info.shard.to_string();
+        let resume = resume.ok_or_else(|| {
+            KinesisError::Delivery(format!("shard {shard} has no recovered commit log"))
+        })?;
+        let (Some(first), Some(last)) = (info.positions.first(), info.positions.last()) else {
+            return Err(KinesisError::Delivery(format!(
+                "empty batch of shard {shard}"
+            )));
+        };
+        if info.first_ordinal != batch.first {
+            return Err(KinesisError::Delivery(format!(
+                "batch {}..={} does not match the ledger (first ordinal {})",
+                batch.first, batch.last, info.first_ordinal
+            )));
+        }
+        let (first_text, last_text) = (first.to_text(), last.to_text());
+        let source_name = format!("kinesis:{}/{shard}", shared.stream);
+        let mut dead = batch.dead_letters;
+        for d in &mut dead {
+            let position = d
+                .source
+                .position
+                .parse::<u64>()
+                .ok()
+                .and_then(|o| o.checked_sub(info.first_ordinal))
+                .and_then(|i| info.positions.get(i as usize));
+            if let Some(p) = position {
+                d.source.position = p.to_text();
+            }
+            d.source.name = source_name.clone();
+        }
+        let batch_id = BatchId::for_range(&shard, &first_text, &last_text);
+        let range = PositionRange {
+            shard: format!("{}/{shard}", shared.stream),
+            first: first_text.clone(),
+            last: last_text.clone(),
+        };
+        let (files, manifest) = prepare_batch(
+            table,
+            &batch_id,
+            &source_name,
+            range,
+            batch.files,
+            &dead,
+            &batch.dead_letter_dt,
+        )?;
+        let mut delivery = shared.delivery(&shard);
+        if let Some((at, point)) = shared.target.fail_at {
+            if at == k {
+                delivery = delivery.fail_at(point);
+            }
+        }
+        let (record, next) = delivery
+            .commit(&resume, &first_text, &last_text, files)
+            .await
+            .map_err(|e| match e {
+                DeliveryError::Fenced { .. } => KinesisError::Fenced(format!(
+                    "{e}. Another consumer is writing shard {shard} of Kinesis stream {}; this one stops",
+                    shared.stream
+                )),
+                other => delivery_error(other),
+            })?;
+        tracing::debug!(
+            stream = shared.stream,
+            shard,
+            n = record.n,
+            last = last_text,
+            "batch committed"
+        );
+        let mut state = shared.lock();
+        state.resume.insert(shard.clone(), next);
+        state.committed_ordinal = state.committed_ordinal.max(batch.last);
+        state.committed.insert(
+            shard.clone(),
+            ShardPosition {
+                shard_id: shard,
+                last: Some(last.clone()),
+                finished: false,
+            },
+        );
+        Ok(manifest)
+    }
+}
+
+#[async_trait]
+impl BatchWriter for PositionCommitter {
+    async fn write(&self, stream: &str, batch: ProcessedBatch) -> Result<BatchCommit, String> {
+        self.commit(stream, batch).await.map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,247 @@
+//! `etl warehouse migrate` (tables, ledger and curated views on Redshift through the Data API)
+//! and `etl warehouse load` (every committed lake batch not yet in the load ledger, once or
+//! continuously with `--follow`).
+
+use crate::setup::Setup;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use etl_lake::{Lake, S3Encryption, S3Options};
+use etl_redshift::{
+    DataApiTarget, Loader, LoaderSettings, PollSettings, RedshiftDataWarehouse, RedshiftSettings,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `etl warehouse …`.
+#[derive(Debug, Subcommand)]
+pub enum WarehouseCommand {
+    /// Create or extend the Redshift tables and the load ledger from the schemas (additive
+    /// only), then (re)create the curated views in dependency order. Idempotent.
+    Migrate(MigrateArgs),
+    /// Load every committed lake batch (`_commits/`) that is not yet in the load ledger.
+    Load(LoadArgs),
+}
+
+/// Where the Data API runs statements.
+#[derive(Debug, Args)]
+pub struct RedshiftArgs {
+    /// Provisioned cluster id (with --db-user or --secret-arn).
+    #[arg(long, env = "ETL_REDSHIFT_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+    /// Serverless workgroup name (instead of --cluster-id).
+    #[arg(long, env = "ETL_REDSHIFT_WORKGROUP")]
+    pub workgroup: Option<String>,
+    /// Database user for temporary credentials (clusters only).
+    #[arg(long, env = "ETL_REDSHIFT_DB_USER")]
+    pub db_user: Option<String>,
+    /// Secrets Manager secret with the database credentials.
+    #[arg(long, env = "ETL_REDSHIFT_SECRET_ARN")]
+    pub secret_arn: Option<String>,
+    /// Database name.
+    #[arg(long, default_value = "dev", env = "ETL_REDSHIFT_DATABASE")]
+    pub database: String,
+    /// Schema of the lake tables, the load ledger and the views.
+    #[arg(long, default_value = "analytics", env = "ETL_REDSHIFT_SCHEMA")]
+    pub schema: String,
+    /// AWS region.
+    #[arg(long, default_value = etl_aws::DEFAULT_REGION, env = "AWS_REGION")]
+    pub aws_region: String,
+    /// Endpoint override of the Redshift Data API (e.g. a local stand-in).
+    #[arg(long)]
+    pub redshift_endpoint_url: Option<String>,
+    /// Endpoint override of S3 (e.g. a local stand-in; path-style addressing is used then).
+    #[arg(long)]
+    pub s3_endpoint_url: Option<String>,
+    /// Seconds a single statement may run before it counts as failed.
+    #[arg(long, default_value_t = 3600)]
+    pub statement_timeout_secs: u64,
+}
+
+/// `etl warehouse migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub redshift: RedshiftArgs,
+}
+
+/// `etl warehouse load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub redshift: RedshiftArgs,
+    /// The lake: `s3://bucket/prefix` (Redshift COPY reads S3 only).
+    #[arg(long, env = "ETL_LAKE_URL")]
+    pub lake: String,
+    /// IAM role Redshift assumes to read the lake (COPY … IAM_ROLE).
+    #[arg(long, env = "ETL_REDSHIFT_IAM_ROLE_ARN")]
+    pub iam_role_arn: String,
+    /// Where load manifests are written (default: `<lake>/_load_manifests`).
+    #[arg(long)]
+    pub manifest_prefix: Option<String>,
+    /// Streams (tables) to load; default: every schema.
+    #[arg(long = "stream")]
+    pub streams: Vec<String>,
+    /// Keep loading new batches until SIGTERM / Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+    /// Seconds between passes with --follow.
+    #[arg(long, default_value_t = etl_redshift::loader::DEFAULT_INTERVAL.as_secs())]
+    pub interval_secs: u64,
+    /// Without --follow: attempts per step while the warehouse is unavailable before giving up
+    /// (with --follow the loader retries forever). A batch is never skipped.
+    #[arg(long, default_value_t = 10)]
+    pub attempts: u32,
+}
+
+/// An IAM role ARN that migrate never uses (it runs no COPY) but the settings require.
+const MIGRATE_ONLY_ROLE: &str = "arn:aws:iam::000000000000:role/etl-migrate-runs-no-copy";
+
+impl RedshiftArgs {
+    fn settings(&self, iam_role_arn: &str, manifest_prefix: &str) -> RedshiftSettings {
+        RedshiftSettings {
+            target: DataApiTarget {
+                cluster_identifier: self.cluster_id.clone(),
+                workgroup_name: self.workgroup.clone(),
+                db_user: self.db_user.clone(),
+                secret_arn: self.secret_arn.clone(),
+                database: self.database.clone(),
+            },
+            schema: self.schema.clone(),
+            iam_role_arn: iam_role_arn.to_string(),
+            manifest_prefix: manifest_prefix.to_string(),
+            poll: PollSettings {
+                timeout_ms: self.statement_timeout_secs.saturating_mul(1000),
+                ..PollSettings::default()
+            },
+            // The loader retries failed loads itself (with backoff, forever with --follow).
+            load_attempts: 1,
+            load_retry_initial_ms: 1_000,
+        }
+    }
+
+    fn aws(&self, endpoint: &Option<String>) -> etl_aws::AwsSettings {
+        etl_aws::AwsSettings {
+            region: self.aws_region.clone(),
+            endpoint_url: endpoint.clone(),
+            force_path_style: endpoint.is_some(),
+            ..etl_aws::AwsSettings::default()
+        }
+    }
+
+    async fn warehouse(
+        &self,
+        setup: &Setup,
+        iam_role_arn: &str,
+        manifest_prefix: &str,
+    ) -> Result<RedshiftDataWarehouse> {
+        let redshift = etl_aws::AwsClients::load(&self.aws(&self.redshift_endpoint_url)).await?;
+        let s3 = etl_aws::AwsClients::load(&self.aws(&self.s3_endpoint_url)).await?;
+        Ok(RedshiftDataWarehouse::with_clients(
+            self.settings(iam_role_arn, manifest_prefix),
+            redshift.redshift_data(),
+            s3.s3(),
+            &setup.schemas,
+        )?)
+    }
+}
+
+/// Runs `etl warehouse <command>`.
+pub async fn run(
+    setup: &Setup,
+    views: Option<&std::path::Path>,
+    command: WarehouseCommand,
+) -> Result<()> {
+    match command {
+        WarehouseCommand::Migrate(args) => migrate(setup, views, args).await,
+        WarehouseCommand::Load(args) => load(setup, args).await,
+    }
+}
+
+async fn migrate(setup: &Setup, views: Option<&std::path::Path>, args: MigrateArgs) -> Result<()> {
+    let views = match views {
+        Some(dir) => etl_warehouse::load_views(dir)?,
+        None => etl_warehouse::embedded_views()?,
+    };
+    let warehouse = args
+        .redshift
+        .warehouse(setup, MIGRATE_ONLY_ROLE, "s3://unused/migrate")
+        .await?;
+    warehouse
+        .migrate_tables(&setup.schemas, &views)
+        .await
+        .context("warehouse migrate failed")?;
+    println!(
+        "schema {}: {} tables, ledger and {} views are up to date",
+        args.redshift.schema,
+        setup.schemas.len(),
+        views.len()
+    );
+    Ok(())
+}
+
+async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
+    if !args.lake.starts_with("s3://") {
+        bail!("--lake must be an s3:// URL: Redshift COPY reads S3 only");
+    }
+    let lake_url = args.lake.trim_end_matches('/').to_string();
+    let manifest_prefix = args
+        .manifest_prefix
+        .clone()
+        .unwrap_or_else(|| format!("{lake_url}/_load_manifests"));
+    let warehouse = args
+        .redshift
+        .warehouse(setup, &args.iam_role_arn, &manifest_prefix)
+        .await?;
+    let aws = args.redshift.aws(&args.redshift.s3_endpoint_url);
+    let options = S3Options {
+        region: aws.region.clone(),
+        endpoint_url: aws.endpoint_url.clone(),
+        force_path_style: aws.force_path_style,
+        credentials: None,
+        max_attempts: aws.max_attempts,
+        encryption: S3Encryption::default(),
+    };
+    let lake = Lake::open_s3(&lake_url, &options)?;
+    let streams = if args.streams.is_empty() {
+        setup.schemas.iter().map(|s| s.stream.clone()).collect()
+    } else {
+        args.streams.clone()
+    };
+    let settings = LoaderSettings {
+        interval: Duration::from_secs(args.interval_secs.max(1)),
+        max_attempts: (!args.follow).then_some(args.attempts.max(1)),
+        ..LoaderSettings::default()
+    };
+    let mut loader = Loader::new(Arc::new(warehouse), lake, &lake_url, streams, settings)?;
+    let summary = if args.follow {
+        loader.follow(shutdown_signal()).await?
+    } else {
+        loader.load_pending().await?
+    };
+    println!(
+        "{} batches loaded ({} rows), {} already loaded, {} without data files, {} retries",
+        summary.loaded, summary.rows, summary.already_loaded, summary.empty, summary.retries
+    );
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

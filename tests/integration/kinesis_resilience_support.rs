@@ -1,0 +1,225 @@
+//! Helpers of `kinesis_resilience.rs`: streams, a keyed in-order producer, the pipeline, reading
+//! the lake back and the exactly-once / per-key order checks.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use etl_aws::kinesis::primitives::Blob;
+use etl_aws::kinesis::types::PutRecordsRequestEntry;
+use etl_aws::kinesis::Client;
+use etl_generate::{Generator, GeneratorConfig};
+use etl_lake::catalog::FileCatalog;
+use etl_lake::Lake;
+use etl_pipeline::{Pipeline, PipelineOptions};
+
+use super::{KEYS, STREAM};
+use crate::{Context, Failure, TestResult};
+
+pub(super) use etl_testbed::{create_stream, wait_active};
+
+/// `n` valid, unique app events; the i-th has `occurred_at` = 2026-11-01T00:00:00Z + i ms, so
+/// production order is event-time order. Returns (partition key, event_id, JSON line).
+pub(super) fn keyed_events(seed: u64, n: u64) -> Result<Vec<(String, String, Vec<u8>)>, Failure> {
+    let config = GeneratorConfig {
+        seed,
+        events: n,
+        call_share: 0.0,
+        duplicate_rate: 0.0,
+        malformed_rate: 0.0,
+        ..GeneratorConfig::default()
+    };
+    let mut generator = Generator::new(config).context("generator")?;
+    let mut out = Vec::new();
+    while let Some((_, _, line)) = generator.next_record() {
+        let i = out.len() as u64;
+        let mut v: serde_json::Value = serde_json::from_slice(line).context("generated JSON")?;
+        v["occurred_at"] = serde_json::Value::String(format!(
+            "2026-11-01T00:{:02}:{:02}.{:03}Z",
+            i / 60_000,
+            (i / 1000) % 60,
+            i % 1000
+        ));
+        let id = v["event_id"].as_str().context("event_id")?.to_string();
+        let bytes = serde_json::to_vec(&v).context("JSON")?;
+        out.push((format!("key-{}", i as usize % KEYS), id, bytes));
+    }
+    Ok(out)
+}
+
+/// Puts `events` in order with `PutRecords` (500 per call); returns the shard each went to, by
+/// `event_id`. Fails on any failed entry: re-sending one would change the per-key order this file
+/// checks (kinesalite never fails entries).
+pub(super) async fn put_in_order(
+    client: &Client,
+    stream: &str,
+    events: &[(String, String, Vec<u8>)],
+) -> Result<HashMap<String, String>, Failure> {
+    let mut shards = HashMap::new();
+    for chunk in events.chunks(500) {
+        let entries = chunk
+            .iter()
+            .map(|(key, _, data)| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(key)
+                    .data(Blob::new(data.clone()))
+                    .build()
+                    .context("entry")
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = client
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .context("PutRecords")?;
+        if out.failed_record_count().unwrap_or(0) != 0 {
+            return Err(Failure(format!("PutRecords failed entries: {out:?}")));
+        }
+        for ((_, id, _), result) in chunk.iter().zip(out.records()) {
+            let shard = result.shard_id().context("ShardId of a put record")?;
+            shards.insert(id.clone(), shard.to_string());
+        }
+    }
+    Ok(shards)
+}
+
+pub(super) fn pipeline(lake: &Lake, batch_max_records: usize) -> Result<Pipeline, Failure> {
+    let schemas = etl_schema::embedded().context("schemas")?;
+    let key = etl_transform::MaskKey::new(b"kinesis-test-key-0123456789").map_err(Failure)?;
+    let transformer = etl_transform::Transformer::new(&schemas, etl_transform::embedded_sql(), key)
+        .context("transformer")?;
+    let options = PipelineOptions {
+        batch_max_records,
+        parallelism: 2,
+        ..PipelineOptions::default()
+    };
+    let catalog = Arc::new(FileCatalog::new(lake.clone()));
+    Pipeline::new(options, schemas, transformer, lake.clone(), catalog).context("pipeline")
+}
+
+/// One row of the lake: its `event_id` and when its data file was written.
+pub(super) struct LakeRow {
+    pub(super) written: std::time::SystemTime,
+    pub(super) event_id: String,
+}
+
+/// Every row of the lake's `app_events` Parquet files.
+pub(super) fn lake_rows(lake_dir: &Path) -> Result<Vec<LakeRow>, Failure> {
+    use arrow::array::{Array, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut rows = Vec::new();
+    let mut dirs = vec![lake_dir.join(STREAM)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).context("reading the lake")? {
+            let path = entry.context("lake entry")?.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "parquet") {
+                continue;
+            }
+            let file = std::fs::File::open(&path).context("parquet file")?;
+            let written = file
+                .metadata()
+                .and_then(|m| m.modified())
+                .context("file time")?;
+            for part in ParquetRecordBatchReaderBuilder::try_new(file)
+                .context("parquet")?
+                .build()
+                .context("parquet")?
+            {
+                let part = part.context("parquet batch")?;
+                let ids = part
+                    .column_by_name("event_id")
+                    .context("event_id column")?
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .context("event_id as string")?
+                    .clone();
+                rows.extend((0..ids.len()).map(|i| LakeRow {
+                    written,
+                    event_id: ids.value(i).to_string(),
+                }));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+pub(super) fn assert_exactly_once(rows: &[LakeRow], expected: &[String]) -> TestResult {
+    let mut counts: HashMap<&str, u32> = HashMap::new();
+    for r in rows {
+        *counts.entry(r.event_id.as_str()).or_default() += 1;
+    }
+    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(
+        repeated.is_empty(),
+        "event ids in the lake more than once: {repeated:?}"
+    );
+    let want: HashSet<&str> = expected.iter().map(String::as_str).collect();
+    let have: HashSet<&str> = counts.keys().copied().collect();
+    let missing: Vec<_> = want.difference(&have).take(5).collect();
+    let extra: Vec<_> = have.difference(&want).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?} ({} in all), unexpected {extra:?}",
+        want.difference(&have).count()
+    );
+    assert_eq!(rows.len(), expected.len());
+    Ok(())
+}
+
+/// Per partition key, production order survives resharding: whenever two consecutive events of
+/// a key went to different shards (a parent, then its child), the later one's data file was
+/// written no earlier than the earlier one's. (Within one shard the order is Kinesis's, and a
+/// batch's rows are sorted by `occurred_at`, which here is production order.) A child read
+/// before its parent was finished and committed would land in the lake first. Returns how many
+/// such parent → child steps were checked.
+pub(super) fn assert_per_key_order(
+    rows: &[LakeRow],
+    events: &[(String, String, Vec<u8>)],
+    shard_of: &HashMap<String, String>,
+) -> Result<usize, Failure> {
+    let written: HashMap<&str, std::time::SystemTime> = rows
+        .iter()
+        .map(|r| (r.event_id.as_str(), r.written))
+        .collect();
+    let mut last: HashMap<&str, (&str, std::time::SystemTime, usize)> = HashMap::new();
+    let mut steps = 0;
+    let mut violations = Vec::new();
+    for (i, (key, id, _)) in events.iter().enumerate() {
+        let shard = shard_of.get(id).context("shard of a produced event")?;
+        let time = *written.get(id.as_str()).context("event in the lake")?;
+        if let Some((prev_shard, prev_time, prev)) = last.get(key.as_str()) {
+            if *prev_shard != shard.as_str() {
+                steps += 1;
+                if time < *prev_time {
+                    violations.push(format!(
+                        "{key}: event #{i} ({shard}) written before #{prev} ({prev_shard})"
+                    ));
+                }
+            }
+        }
+        last.insert(key, (shard, time, i));
+    }
+    assert!(
+        violations.is_empty(),
+        "{} per-key order violations, e.g. {:?}",
+        violations.len(),
+        &violations[..violations.len().min(5)]
+    );
+    Ok(steps)
+}
+
+pub(super) fn ids(events: &[(String, String, Vec<u8>)]) -> Vec<String> {
+    events.iter().map(|(_, id, _)| id.clone()).collect()
+}
+
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
