@@ -5,7 +5,7 @@
 use crate::setup::Setup;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use etl_lake::{Lake, S3Encryption, S3Options};
+use etl_lake::{Lake, S3Encryption};
 use etl_redshift::{
     DataApiTarget, Loader, LoaderSettings, PollSettings, RedshiftDataWarehouse, RedshiftSettings,
 };
@@ -43,9 +43,9 @@ pub struct RedshiftArgs {
     /// Schema of the lake tables, the load ledger and the views.
     #[arg(long, default_value = "analytics", env = "ETL_REDSHIFT_SCHEMA")]
     pub schema: String,
-    /// AWS region.
-    #[arg(long, default_value = etl_aws::DEFAULT_REGION, env = "AWS_REGION")]
-    pub aws_region: String,
+    /// AWS region (default: `aws.region` of the configuration file).
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
     /// Endpoint override of the Redshift Data API (e.g. a local stand-in).
     #[arg(long)]
     pub redshift_endpoint_url: Option<String>,
@@ -69,9 +69,10 @@ pub struct MigrateArgs {
 pub struct LoadArgs {
     #[command(flatten)]
     pub redshift: RedshiftArgs,
-    /// The lake: `s3://bucket/prefix` (Redshift COPY reads S3 only).
+    /// The lake: `s3://bucket/prefix` (Redshift COPY reads S3 only). Default: `lake.location`
+    /// of the configuration file.
     #[arg(long, env = "ETL_LAKE_URL")]
-    pub lake: String,
+    pub lake: Option<String>,
     /// IAM role Redshift assumes to read the lake (COPY … IAM_ROLE).
     #[arg(long, env = "ETL_REDSHIFT_IAM_ROLE_ARN")]
     pub iam_role_arn: String,
@@ -119,13 +120,17 @@ impl RedshiftArgs {
         }
     }
 
-    fn aws(&self, endpoint: &Option<String>) -> etl_aws::AwsSettings {
-        etl_aws::AwsSettings {
-            region: self.aws_region.clone(),
-            endpoint_url: endpoint.clone(),
-            force_path_style: endpoint.is_some(),
-            ..etl_aws::AwsSettings::default()
+    /// The `[aws]` settings of the configuration file with this command's overrides.
+    fn aws(&self, setup: &Setup, endpoint: &Option<String>) -> etl_aws::AwsSettings {
+        let mut settings = setup.aws_settings().clone();
+        if let Some(region) = &self.aws_region {
+            settings.region = region.clone();
         }
+        if let Some(url) = endpoint {
+            settings.endpoint_url = Some(url.clone());
+            settings.force_path_style = true;
+        }
+        settings
     }
 
     async fn warehouse(
@@ -134,8 +139,9 @@ impl RedshiftArgs {
         iam_role_arn: &str,
         manifest_prefix: &str,
     ) -> Result<RedshiftDataWarehouse> {
-        let redshift = etl_aws::AwsClients::load(&self.aws(&self.redshift_endpoint_url)).await?;
-        let s3 = etl_aws::AwsClients::load(&self.aws(&self.s3_endpoint_url)).await?;
+        let redshift =
+            etl_aws::AwsClients::load(&self.aws(setup, &self.redshift_endpoint_url)).await?;
+        let s3 = etl_aws::AwsClients::load(&self.aws(setup, &self.s3_endpoint_url)).await?;
         Ok(RedshiftDataWarehouse::with_clients(
             self.settings(iam_role_arn, manifest_prefix),
             redshift.redshift_data(),
@@ -180,10 +186,17 @@ async fn migrate(setup: &Setup, views: Option<&std::path::Path>, args: MigrateAr
 }
 
 async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
-    if !args.lake.starts_with("s3://") {
+    let lake_url = match &args.lake {
+        Some(url) => url.clone(),
+        None if !setup.lake_is_local() => setup.lake_location(),
+        None => bail!(
+            "name the S3 lake to load: --lake s3://bucket/prefix, or lake.location in the configuration file"
+        ),
+    };
+    if !lake_url.starts_with("s3://") {
         bail!("--lake must be an s3:// URL: Redshift COPY reads S3 only");
     }
-    let lake_url = args.lake.trim_end_matches('/').to_string();
+    let lake_url = lake_url.trim_end_matches('/').to_string();
     let manifest_prefix = args
         .manifest_prefix
         .clone()
@@ -192,16 +205,11 @@ async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
         .redshift
         .warehouse(setup, &args.iam_role_arn, &manifest_prefix)
         .await?;
-    let aws = args.redshift.aws(&args.redshift.s3_endpoint_url);
-    let options = S3Options {
-        region: aws.region.clone(),
-        endpoint_url: aws.endpoint_url.clone(),
-        force_path_style: aws.force_path_style,
-        credentials: None,
-        max_attempts: aws.max_attempts,
-        encryption: S3Encryption::default(),
-    };
-    let lake = Lake::open_s3(&lake_url, &options)?;
+    let aws = args.redshift.aws(setup, &args.redshift.s3_endpoint_url);
+    let lake = Lake::open_s3(
+        &lake_url,
+        &etl_glue::s3_options(&aws, S3Encryption::default()),
+    )?;
     let streams = if args.streams.is_empty() {
         setup.schemas.iter().map(|s| s.stream.clone()).collect()
     } else {

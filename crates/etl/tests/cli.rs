@@ -369,3 +369,139 @@ async fn etl_run_stopped_by_sigterm_resumes_without_loss_or_duplicates() -> Test
     }
     Ok(())
 }
+
+/// `etl` run off the test's runtime thread, so servers on this runtime keep serving meanwhile.
+async fn etl_async(dir: &Path, args: &[&str]) -> Result<Output, Box<dyn std::error::Error>> {
+    let dir = dir.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    Ok(tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        etl(&dir, &args)
+    })
+    .await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etl_warehouse_migrate_and_load_reach_redshift_sql_exactly_once() -> TestResult {
+    let moto = etl_testbed::moto().await?;
+    let clients = moto.clients().await?;
+    let bucket = etl_testbed::unique_name("cli-wh");
+    clients.s3().create_bucket().bucket(&bucket).send().await?;
+    let pg = etl_testbed::postgres().await?;
+    let db = pg.fresh_database("cli_wh").await?;
+    let mut standin_config = etl_redshift_standin::StandInConfig::new(pg.port());
+    standin_config.s3 = Some(clients.s3());
+    let standin = etl_redshift_standin::RedshiftDataStandIn::start(standin_config).await?;
+
+    let tmp = tempfile::tempdir()?;
+    let config = tmp.path().join("etl.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[lake]\nlocation = \"s3://{bucket}/events\"\n\n{}",
+            toml::to_string(&std::collections::BTreeMap::from([(
+                "aws",
+                moto.settings()
+            )]))?
+        ),
+    )?;
+    let config = config.to_str().ok_or("temp path is not UTF-8")?;
+    let gen = etl_async(
+        tmp.path(),
+        &["generate", "--events", "4000", "--out", "input"],
+    )
+    .await?;
+    assert!(gen.status.success(), "generate: {}", text(&gen.stderr));
+    let mut written = std::collections::BTreeMap::new();
+    for stream in ["app_events", "call_events"] {
+        let file = tmp.path().join("input").join(format!("{stream}.ndjson"));
+        let file = file.to_str().ok_or("utf-8")?;
+        let out = etl_async(
+            tmp.path(),
+            &[
+                "--config", config, "ingest", "--stream", stream, "--json", file,
+            ],
+        )
+        .await?;
+        assert!(out.status.success(), "ingest: {}", text(&out.stderr));
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        written.insert(stream, summary["written"].as_i64().ok_or("written")?);
+    }
+
+    let target = [
+        "--cluster-id",
+        "test-cluster",
+        "--db-user",
+        "etl",
+        "--database",
+        db.name.as_str(),
+        "--redshift-endpoint-url",
+        standin.endpoint(),
+    ];
+    let migrate = etl_async(
+        tmp.path(),
+        &[&["--config", config, "warehouse", "migrate"][..], &target].concat(),
+    )
+    .await?;
+    assert!(
+        migrate.status.success(),
+        "migrate: {}",
+        text(&migrate.stderr)
+    );
+    let load_args = [
+        &["--config", config, "warehouse", "load"][..],
+        &target,
+        &[
+            "--iam-role-arn",
+            "arn:aws:iam::123456789012:role/lake-reader",
+        ],
+    ]
+    .concat();
+    let load = etl_async(tmp.path(), &load_args).await?;
+    assert!(load.status.success(), "load: {}", text(&load.stderr));
+
+    let counts = |table: &'static str| {
+        let client = &db.client;
+        async move {
+            let row = client
+                .query_one(
+                    &format!("SELECT count(*), count(DISTINCT event_id) FROM analytics.{table}"),
+                    &[],
+                )
+                .await?;
+            Ok::<_, Box<dyn std::error::Error>>((row.get::<_, i64>(0), row.get::<_, i64>(1)))
+        }
+    };
+    for (stream, n) in &written {
+        assert_eq!(counts(stream).await?, (*n, *n), "{stream} in the warehouse");
+    }
+    // Loading again changes nothing.
+    let again = etl_async(tmp.path(), &load_args).await?;
+    assert!(
+        again.status.success(),
+        "second load: {}",
+        text(&again.stderr)
+    );
+    assert!(
+        text(&again.stdout).starts_with("0 batches loaded"),
+        "{}",
+        text(&again.stdout)
+    );
+    for (stream, n) in &written {
+        assert_eq!(
+            counts(stream).await?,
+            (*n, *n),
+            "{stream} after a second load"
+        );
+    }
+    let calls: i64 = db
+        .client
+        .query_one(
+            "SELECT coalesce(sum(calls_started), 0)::bigint FROM analytics.calls_per_hour",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert!(calls > 0, "calls_per_hour is empty");
+    Ok(())
+}
