@@ -16,6 +16,7 @@
 
 mod config;
 mod dedup;
+pub mod replay;
 mod run;
 pub mod source;
 mod summary;
@@ -53,6 +54,8 @@ pub enum PipelineError {
         last: u64,
         message: String,
     },
+    #[error("replaying dead-letter file {path}: {message}")]
+    Replay { path: String, message: String },
     #[error("after committing batch {batch}: {message}")]
     CommitHook { batch: String, message: String },
     #[error("invalid option {field}: {message}")]

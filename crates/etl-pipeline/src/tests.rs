@@ -420,3 +420,115 @@ fn line_source_cuts_lines_across_chunks_and_batches() {
         );
     }
 }
+
+/// Dead letters replayed after an option fix land in the lake; replaying again changes nothing.
+#[tokio::test]
+async fn replayed_dead_letters_land_once_and_a_second_replay_changes_nothing() {
+    use crate::replay::{dead_letter_files, ReplaySource, REPLAY_PREFIX};
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = GeneratorConfig {
+        seed: 9,
+        events: 3000,
+        call_share: 0.0,
+        ..GeneratorConfig::default()
+    };
+    let (app_path, _, _) = generate(tmp.path(), cfg);
+    let app = app_path.to_str().unwrap();
+
+    // The reference: everything accepted with the default options.
+    let reference_dir = tmp.path().join("reference");
+    let reference = pipeline(&reference_dir, small_batches());
+    let summary = reference
+        .ingest("app_events", Box::new(LineSource::open(app).unwrap()), None)
+        .await
+        .unwrap();
+    assert!(summary.reconciles());
+
+    // A too small record limit dead-letters many records ...
+    let lake_dir = tmp.path().join("lake");
+    let strict = pipeline(
+        &lake_dir,
+        PipelineOptions {
+            max_record_bytes: 330,
+            ..small_batches()
+        },
+    );
+    let first = strict
+        .ingest("app_events", Box::new(LineSource::open(app).unwrap()), None)
+        .await
+        .unwrap();
+    let too_large = first
+        .dead_letter_reasons
+        .get("too_large")
+        .copied()
+        .unwrap_or(0);
+    assert!(too_large > 100, "{first}");
+
+    // ... and after the fix, replaying the dead letters brings them into the lake.
+    let fixed = pipeline(&lake_dir, small_batches());
+    let event_ids = |dir: &Path| {
+        let mut ids: Vec<String> = read_table(dir, "app_events")
+            .iter()
+            .flat_map(|(_, b)| strings(b, "event_id"))
+            .map(Option::unwrap)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let files = |dir: &Path| {
+        let mut names: Vec<PathBuf> = read_table(dir, "app_events")
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let mut after_first_replay = None;
+    for round in 0..2 {
+        let lake = Lake::open(lake_dir.to_str().unwrap()).unwrap();
+        let sources = dead_letter_files(&lake, "app_events").await.unwrap();
+        assert!(!sources.is_empty());
+        assert!(sources
+            .iter()
+            .all(|p| !p.rsplit('/').next().unwrap().starts_with(REPLAY_PREFIX)));
+        let mut replayed = 0;
+        for path in sources {
+            let source = ReplaySource::open(&lake, &path).await.unwrap();
+            replayed += source.len() as u64;
+            let s = fixed
+                .ingest("app_events", Box::new(source), None)
+                .await
+                .unwrap();
+            assert!(s.reconciles(), "{s}");
+            assert_eq!(s.dead_letter_reasons.get("too_large"), None, "{s}");
+        }
+        assert_eq!(
+            replayed, first.dead_lettered,
+            "round {round}: every dead letter replayed"
+        );
+        let ids = event_ids(&lake_dir);
+        assert_eq!(
+            ids,
+            event_ids(&reference_dir),
+            "round {round}: lake equals the reference"
+        );
+        let mut distinct = ids.clone();
+        distinct.dedup();
+        assert_eq!(ids.len(), distinct.len(), "round {round}: an event twice");
+        let state = (
+            files(&lake_dir),
+            dead_letters(&lake_dir, "app_events").len(),
+        );
+        match &after_first_replay {
+            None => after_first_replay = Some(state),
+            Some(before) => assert_eq!(&state, before, "the second replay changed the lake"),
+        }
+    }
+    // The records that still fail are dead letters of the replay, with their reasons.
+    let replay_letters: Vec<DeadLetter> = dead_letters(&lake_dir, "app_events")
+        .into_iter()
+        .filter(|l| l.source.name.contains(REPLAY_PREFIX) || l.source.name.contains("dead-letters"))
+        .collect();
+    assert_eq!(replay_letters.len() as u64, summary.dead_lettered);
+}

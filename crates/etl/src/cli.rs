@@ -62,6 +62,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Work with dead letters: `replay` re-feeds them through the pipeline (after a fix).
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLettersCommand,
+    },
     /// Run SQL against the local warehouse (lake tables and curated views).
     Query(QueryArgs),
     /// Show the first rows of every curated view.
@@ -157,6 +162,21 @@ pub struct IngestArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// Re-feed every dead-lettered record (its original bytes) through validate → transform →
+    /// lake, e.g. after a schema or option fix. Exactly once: replaying again rewrites the same
+    /// files. Records that fail again stay dead letters (of the replay, which is not replayed).
+    Replay {
+        /// Streams to replay; default: every stream.
+        #[arg(long = "stream")]
+        streams: Vec<String>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

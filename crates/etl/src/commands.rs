@@ -1,7 +1,8 @@
 //! The commands.
 
 use crate::cli::{
-    CatalogCommand, Cli, Command, DemoArgs, GenerateArgs, GeneratorArgs, IngestArgs, QueryArgs,
+    CatalogCommand, Cli, Command, DeadLettersCommand, DemoArgs, GenerateArgs, GeneratorArgs,
+    IngestArgs, QueryArgs,
 };
 use crate::setup::Setup;
 use anyhow::{bail, Context, Result};
@@ -24,6 +25,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate(args).map(|_| ()),
         Command::Ingest(args) => ingest(&setup, args).await,
         Command::Catalog { command } => catalog(&setup, command).await,
+        Command::DeadLetters {
+            command: DeadLettersCommand::Replay { streams, json },
+        } => replay_dead_letters(&setup, streams, json).await,
         Command::Query(args) => query(&cli.global, &setup, args).await,
         Command::Views(args) => views(&cli.global, &setup, args.rows).await,
         Command::Produce(args) => crate::cmd_kinesis::produce(&setup, args).await,
@@ -227,6 +231,45 @@ async fn demo(global: &crate::cli::Global, setup: &Setup, args: DemoArgs) -> Res
         started.elapsed().as_secs_f64(),
         global.dir.display()
     );
+    Ok(())
+}
+
+async fn replay_dead_letters(setup: &Setup, streams: Vec<String>, json: bool) -> Result<()> {
+    use etl_pipeline::replay::{dead_letter_files, ReplaySource};
+    let pipeline = setup.pipeline()?;
+    let streams = if streams.is_empty() {
+        setup.schemas.iter().map(|s| s.stream.clone()).collect()
+    } else {
+        streams
+    };
+    let mut summaries = Vec::new();
+    for stream in streams {
+        let lake = pipeline.lake();
+        let files = dead_letter_files(lake, &stream).await?;
+        let mut total: Option<StreamSummary> = None;
+        for path in &files {
+            let source = ReplaySource::open(lake, path).await?;
+            let summary = pipeline.ingest(&stream, Box::new(source), None).await?;
+            match &mut total {
+                Some(t) => t.merge(&summary),
+                None => total = Some(summary),
+            }
+        }
+        match total {
+            Some(summary) => {
+                if !json {
+                    println!("{stream}: replayed {} dead-letter files", files.len());
+                    println!("{summary}");
+                }
+                summaries.push(summary);
+            }
+            None if !json => println!("{stream}: no dead letters to replay"),
+            None => {}
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summaries)?);
+    }
     Ok(())
 }
 
