@@ -505,3 +505,127 @@ async fn two_consumers_on_one_shard_one_is_fenced() -> TestResult {
     assert_exactly_once(&lake, &produced).await?;
     Ok(())
 }
+
+/// The raw archive (`raw/<table>/dt=…/hour=…/<batch-id>.ndjson.gz`, on by default): every
+/// record read is in it exactly once, with a unique position and its arrival time, each file is
+/// a file of a commit record, and its bytes are what a re-encoding of its lines gives. A crash
+/// after a commit record (before publishing) is part of the run, so one raw file is published
+/// by recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_archive_holds_every_record_once() -> TestResult {
+    use etl_lake::raw::{decode_raw, encode_raw, partition_of};
+    use std::collections::HashSet;
+    let kinesalite = etl_testbed::kinesis().await?;
+    let moto = etl_testbed::moto().await?;
+    let client = kinesalite.client().await?;
+    let stream = unique_name("delivery-raw");
+    create_stream(&client, &stream, 2).await?;
+    let mut produced = lines(31, 3_000)?;
+    let not_utf8 = b"{\"event_id\":\"\xff\xfe\",\"bad\":\x80}".to_vec();
+    produced.push(not_utf8.clone());
+    let put_from = now_ms();
+    put(&client, &stream, &produced).await?;
+    let (_, lake) = new_bucket_lake(moto).await?;
+    let crashed = consume(
+        &client,
+        &stream,
+        &lake,
+        500,
+        "raw-crashing",
+        Some((1, FailPoint::AfterRecord)),
+    )
+    .await?;
+    assert!(crashed.is_err(), "the first run stops at the fail point");
+    consume(&client, &stream, &lake, 700, "raw", None)
+        .await?
+        .map_err(Failure)?;
+    assert_exactly_once(&lake, &produced).await?;
+
+    let mut listed: HashSet<String> = HashSet::new();
+    for path in lake.list("_delivery").await.context("list log")? {
+        let bytes = lake.get(&path).await.context("get")?.context(&path)?;
+        let record: CommitRecord = serde_json::from_slice(&bytes).context("record")?;
+        let raw: Vec<&str> = record
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .filter(|p| p.starts_with("raw/"))
+            .collect();
+        assert_eq!(raw.len(), 1, "one raw file per commit record: {path}");
+        listed.extend(raw.into_iter().map(str::to_string));
+    }
+    let mut in_archive: HashMap<Vec<u8>, u32> = HashMap::new();
+    let mut positions = HashSet::new();
+    let mut files = 0;
+    let mut base64_lines = 0;
+    for path in lake
+        .list(&format!("raw/{TABLE}"))
+        .await
+        .context("list raw")?
+    {
+        files += 1;
+        assert!(path.ends_with(".ndjson.gz"), "{path}");
+        assert!(
+            listed.contains(&path),
+            "{path} is a file of a commit record"
+        );
+        let gz = lake.get(&path).await.context("get")?.context(&path)?;
+        let raw_lines = decode_raw(&path, &gz).context("raw file")?;
+        assert!(!raw_lines.is_empty(), "{path}");
+        assert_eq!(
+            encode_raw(&path, &raw_lines).context("encode")?.as_ref(),
+            gz.as_ref(),
+            "{path}: deterministic bytes"
+        );
+        let first = raw_lines[0].arrival_ms.context("arrival_ms")?;
+        assert!(
+            path.contains(&format!("/{}/", partition_of(first).path())),
+            "{path}: partition of the first record's arrival"
+        );
+        for line in raw_lines {
+            let arrival = line.arrival_ms.context("arrival_ms")?;
+            assert!(
+                arrival >= put_from - 60_000 && arrival <= now_ms() + 60_000,
+                "arrival {arrival} is the put time"
+            );
+            assert!(
+                positions.insert((line.shard.clone(), line.sequence.clone(), line.sub_sequence)),
+                "position {}/{}.{} archived twice",
+                line.shard,
+                line.sequence,
+                line.sub_sequence
+            );
+            base64_lines += usize::from(line.data_base64.is_some());
+            *in_archive
+                .entry(line.bytes().context("base64")?)
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(files, listed.len(), "every listed raw file is published");
+    let not_text = produced
+        .iter()
+        .filter(|l| std::str::from_utf8(l).is_err())
+        .count();
+    assert!(not_text >= 1);
+    assert_eq!(
+        base64_lines, not_text,
+        "exactly the non-UTF-8 records are base64"
+    );
+    assert_eq!(in_archive.get(&not_utf8), Some(&1));
+    let mut expected: HashMap<Vec<u8>, u32> = HashMap::new();
+    for line in &produced {
+        *expected.entry(line.clone()).or_default() += 1;
+    }
+    assert_eq!(positions.len(), produced.len(), "every record once");
+    assert!(
+        in_archive == expected,
+        "the archive holds the produced records exactly"
+    );
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -2,12 +2,13 @@
 //! [`PositionCommitter`] commits one batch (one shard's records) as the next record of the
 //! shard's commit log, with the shard position, through `etl_lake::delivery`.
 
-use super::{chrono_now_ms, PositionCommitter};
+use super::{chrono_now_ms, BatchInfo, PositionCommitter};
 use crate::positions::ShardPosition;
 use crate::KinesisError;
 use async_trait::async_trait;
 use etl_lake::catalog::Catalog;
-use etl_lake::delivery::{prepare_batch, DeliveryError, FailPoint};
+use etl_lake::delivery::{prepare_batch, BatchFile, DeliveryError, FailPoint};
+use etl_lake::raw::{encode_raw, raw_file, RawLine};
 use etl_lake::{BatchCommit, BatchId, Lake, PositionRange};
 use etl_pipeline::{BatchWriter, ProcessedBatch};
 use std::sync::Arc;
@@ -31,6 +32,10 @@ pub struct LakeTarget {
     /// Test only: make the `k`-th commit of this run (0-based) stop at this point as if the
     /// process had died.
     pub fail_at: Option<(u64, FailPoint)>,
+    /// Also archive the raw records of each batch (on by default): one gzip NDJSON file
+    /// `raw/<table>/dt=…/hour=…/<batch-id>.ndjson.gz` per batch, a file of the batch's commit
+    /// record, so published exactly once with it (`etl_lake::raw`, `docs/delivery.md`).
+    pub raw_archive: bool,
 }
 
 impl LakeTarget {
@@ -42,6 +47,7 @@ impl LakeTarget {
             catalog,
             writer: writer_name(),
             fail_at: None,
+            raw_archive: true,
         }
     }
 }
@@ -54,6 +60,49 @@ pub fn writer_name() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".into());
     format!("{host}-{}-{}", std::process::id(), chrono_now_ms())
+}
+
+/// The raw archive file of a batch (if the ledger kept its bytes): every record with its
+/// position and arrival time, in batch order, under the arrival hour of the first record.
+fn raw_archive_file(
+    table: &str,
+    shard: &str,
+    batch_id: &BatchId,
+    info: &BatchInfo,
+) -> Result<Option<BatchFile>, KinesisError> {
+    let Some((data, ranges)) = &info.raw else {
+        return Ok(None);
+    };
+    if ranges.len() != info.positions.len() {
+        return Err(KinesisError::Delivery(format!(
+            "batch {batch_id}: {} raw records for {} positions",
+            ranges.len(),
+            info.positions.len()
+        )));
+    }
+    let lines: Vec<RawLine> = info
+        .positions
+        .iter()
+        .zip(ranges)
+        .enumerate()
+        .map(|(i, (p, &(start, end)))| {
+            RawLine::new(
+                shard,
+                p.sequence_number.as_str(),
+                p.sub_sequence,
+                info.arrivals.get(i).copied().flatten(),
+                data.get(start..end).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let first_arrival = info.arrivals.first().copied().flatten();
+    let path = raw_file(table, first_arrival, batch_id);
+    let bytes = encode_raw(&path, &lines)?;
+    Ok(Some(BatchFile {
+        path,
+        partition: None,
+        bytes,
+    }))
 }
 
 impl PositionCommitter {
@@ -119,6 +168,7 @@ impl PositionCommitter {
             first: first_text.clone(),
             last: last_text.clone(),
         };
+        let raw = raw_archive_file(table, &shard, &batch_id, &info)?;
         let (files, manifest) = prepare_batch(
             table,
             &batch_id,
@@ -127,6 +177,7 @@ impl PositionCommitter {
             batch.files,
             &dead,
             &batch.dead_letter_dt,
+            raw,
         )?;
         let mut delivery = shared.delivery(&shard);
         if let Some((at, point)) = shared.target.fail_at {

@@ -91,6 +91,9 @@ pub struct ReadRecord {
     pub position: RecordPosition,
     /// Its bytes (de-aggregated, decompressed).
     pub data: Vec<u8>,
+    /// `ApproximateArrivalTimestamp` of its Kinesis record in epoch milliseconds (a user record
+    /// de-aggregated from a KPL aggregate gets the aggregate's); `None` if Kinesis gave none.
+    pub arrival_ms: Option<i64>,
 }
 
 /// What a shard reader reports.
@@ -336,6 +339,9 @@ async fn read_from(
                     r.sequence_number()
                 ))
             })?;
+            let arrival_ms = r
+                .approximate_arrival_timestamp()
+                .and_then(|t| t.to_millis().ok());
             for user in deaggregate(r.data().as_ref(), r.partition_key()) {
                 user_count += 1;
                 let position = RecordPosition {
@@ -351,6 +357,7 @@ async fn read_from(
                 records.push(ReadRecord {
                     position,
                     data: user.data,
+                    arrival_ms,
                 });
             }
             last_read = Some(sequence_number);

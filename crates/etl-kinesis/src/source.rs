@@ -7,7 +7,8 @@
 //! table (the ledger) maps the batch's last ordinal to its shard and the `(sequence,
 //! sub-sequence)` position of each record. The committer looks the batch up, names it
 //! `<shard>-<first position>-<last position>` (positions as `<sequence>.<sub-sequence>`), puts
-//! the real positions into its dead letters, and commits data, dead letters and manifest as
+//! the real positions into its dead letters, and commits data, dead letters, the raw archive
+//! file (`LakeTarget::raw_archive`, on by default) and manifest as
 //! record `n` of the shard's commit log `_delivery/<table>/<kinesis stream>/<shard>/`. The
 //! record holds the shard position, so data and position are committed by one conditional
 //! create; a replay of the same range after a crash rolls the record forward instead of adding
@@ -78,7 +79,14 @@ struct BatchInfo {
     first_ordinal: u64,
     /// Position of each record, in batch order.
     positions: Vec<RecordPosition>,
+    /// Arrival time of each record (epoch ms), in batch order.
+    arrivals: Vec<Option<i64>>,
+    /// The batch's bytes and record ranges, kept for the raw archive (`LakeTarget::raw_archive`).
+    raw: Option<RawCopy>,
 }
+
+/// A batch's bytes, back to back, and each record's `(start, end)` in them.
+type RawCopy = (Vec<u8>, Vec<(usize, usize)>);
 
 /// State shared by the source, the committer and the discovery task.
 #[derive(Default)]
@@ -491,6 +499,7 @@ impl KinesisSource {
     fn cut(&mut self, shard: Arc<str>, max_records: usize, max_bytes: usize) -> RawBatch {
         let mut batch = RawBatch::default();
         let mut positions = Vec::new();
+        let mut arrivals = Vec::new();
         let first_ordinal = self.next_ordinal;
         if let Some(queue) = self.queues.get_mut(&shard) {
             while batch.len() < max_records && (batch.is_empty() || batch.data.len() < max_bytes) {
@@ -503,6 +512,7 @@ impl KinesisSource {
                 batch.ranges.push((start, batch.data.len()));
                 batch.positions.push(self.next_ordinal);
                 positions.push(record.position);
+                arrivals.push(record.arrival_ms);
                 self.next_ordinal += 1;
             }
             queue.since = if queue.records.is_empty() {
@@ -511,6 +521,11 @@ impl KinesisSource {
                 Some(Instant::now())
             };
         }
+        let raw = self
+            .shared
+            .target
+            .raw_archive
+            .then(|| (batch.data.clone(), batch.ranges.clone()));
         let mut state = self.shared.lock();
         if let Some(&last) = batch.positions.last() {
             state.last_cut.insert(shard.to_string(), last);
@@ -520,6 +535,8 @@ impl KinesisSource {
                     shard,
                     first_ordinal,
                     positions,
+                    arrivals,
+                    raw,
                 },
             );
         }

@@ -76,9 +76,11 @@ pub struct BatchFile {
 
 /// The files of one batch under their deterministic names, ready for [`Delivery::commit`]: the
 /// data files (names from `batch_id` and the partition), the dead-letter file if any record was
-/// rejected, and **last** the manifest `_commits/<stream>/<batch-id>.json` that the warehouse
-/// loader reads, so publishing (which follows this order) writes the manifest after the data.
-/// Returns the files and the manifest.
+/// rejected, the raw archive file if given (`raw`: [`crate::raw::raw_file`] and
+/// [`crate::raw::encode_raw`]), and **last** the manifest `_commits/<stream>/<batch-id>.json`
+/// that the warehouse loader reads, so publishing (which follows this order) writes the manifest
+/// after the data. Returns the files and the manifest.
+#[allow(clippy::too_many_arguments)]
 pub fn prepare_batch(
     stream: &str,
     batch_id: &BatchId,
@@ -87,8 +89,9 @@ pub fn prepare_batch(
     files: Vec<EncodedFile>,
     dead_letters: &[DeadLetter],
     dead_letter_dt: &str,
+    raw: Option<BatchFile>,
 ) -> Result<(Vec<BatchFile>, BatchCommit), LakeError> {
-    let mut out = Vec::with_capacity(files.len() + 2);
+    let mut out = Vec::with_capacity(files.len() + 3);
     let mut committed = Vec::with_capacity(files.len());
     for f in files {
         let path = data_file(stream, &f.partition, batch_id, f.part);
@@ -115,6 +118,12 @@ pub fn prepare_batch(
         });
         Some(path)
     };
+    // The raw archive is published with the batch, before the manifest; it is not in a table
+    // (no partition to register).
+    out.extend(raw.map(|r| BatchFile {
+        partition: None,
+        ..r
+    }));
     let manifest = BatchCommit {
         stream: stream.to_string(),
         batch_id: batch_id.clone(),

@@ -10,6 +10,7 @@
 //! <table>/dt=YYYY-MM-DD/hour=HH/<batch-id>-<n>.parquet   data (no dt/hour columns inside)
 //! dead-letters/<stream>/dt=YYYY-MM-DD/<batch-id>.ndjson   rejected records with reasons
 //! _commits/<stream>/<batch-id>.json                       what one batch wrote (manifest)
+//! raw/<table>/dt=YYYY-MM-DD/hour=HH/<batch-id>.ndjson.gz   raw archive of the Kinesis consumer
 //! _catalog/catalog.json                                   the local file catalog
 //! ```
 //!
@@ -29,6 +30,7 @@ mod dead_letters;
 pub mod delivery;
 mod encode;
 mod layout;
+pub mod raw;
 mod s3;
 mod store;
 
@@ -73,6 +75,12 @@ pub enum LakeError {
     },
     #[error("catalog {path} is corrupt: {message}; restore it from a backup or delete it and run `etl catalog sync`")]
     CorruptCatalog { path: String, message: String },
+    #[error("gzip of {path} failed: {source}")]
+    Gzip {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("internal Arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     #[error("internal JSON error: {0}")]

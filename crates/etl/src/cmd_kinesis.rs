@@ -69,6 +69,11 @@ pub struct RunArgs {
     /// Stop once every shard is at its tip instead of running until SIGTERM / Ctrl-C.
     #[arg(long)]
     pub until_caught_up: bool,
+    /// Do not archive the raw records (by default each batch's records are also written, with
+    /// their positions and arrival times, as gzip NDJSON under `raw/<table>/dt=…/hour=…/` in
+    /// the same commit: the source for backfills).
+    #[arg(long)]
+    pub no_raw_archive: bool,
     /// A batch is committed at the latest this many milliseconds after its first record.
     #[arg(long, default_value_t = 1_000)]
     pub batch_max_ms: u64,
@@ -141,11 +146,12 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
     for (stream, kinesis_stream) in targets(&args.app_stream, &args.call_stream)? {
         // Every batch is committed with its shard position through the exactly-once protocol
         // of docs/delivery.md; a crash at any point neither loses nor duplicates an event.
-        let target = LakeTarget::new(
+        let mut target = LakeTarget::new(
             lake.clone(),
             stream.as_str(),
             Some(pipeline.catalog().clone()),
         );
+        target.raw_archive = !args.no_raw_archive;
         let (source, committer, stop) = etl_kinesis::open_source(
             client.clone(),
             &kinesis_stream,

@@ -361,6 +361,18 @@ async fn etl_run_stopped_by_sigterm_resumes_without_loss_or_duplicates() -> Test
         text(&resumed.stderr)
     );
 
+    // The raw archive of what was read, in the same commits.
+    for stream in ["app_events", "call_events"] {
+        let raw = walk(&consumer_dir.join("lake").join("raw").join(stream));
+        assert!(
+            !raw.is_empty()
+                && raw
+                    .iter()
+                    .all(|p| p.ends_with(".ndjson.gz") && p.contains("/dt=")),
+            "{stream}: raw archive {raw:?}"
+        );
+    }
+
     // The reference: the same generated events through `etl ingest`.
     let reference = tmp.path().join("reference");
     let gen = etl(
