@@ -1,7 +1,7 @@
 //! Helpers of `kinesis_resilience.rs`: streams, a keyed in-order producer, the pipeline, reading
 //! the lake back and the exactly-once / per-key order checks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -150,26 +150,7 @@ pub(super) fn lake_rows(lake_dir: &Path) -> Result<Vec<LakeRow>, Failure> {
 }
 
 pub(super) fn assert_exactly_once(rows: &[LakeRow], expected: &[String]) -> TestResult {
-    let mut counts: HashMap<&str, u32> = HashMap::new();
-    for r in rows {
-        *counts.entry(r.event_id.as_str()).or_default() += 1;
-    }
-    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(
-        repeated.is_empty(),
-        "event ids in the lake more than once: {repeated:?}"
-    );
-    let want: HashSet<&str> = expected.iter().map(String::as_str).collect();
-    let have: HashSet<&str> = counts.keys().copied().collect();
-    let missing: Vec<_> = want.difference(&have).take(5).collect();
-    let extra: Vec<_> = have.difference(&want).take(5).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing {missing:?} ({} in all), unexpected {extra:?}",
-        want.difference(&have).count()
-    );
-    assert_eq!(rows.len(), expected.len());
-    Ok(())
+    crate::assert_ids_exactly_once(rows.iter().map(|r| r.event_id.as_str()), expected)
 }
 
 /// Per partition key, production order survives resharding: whenever two consecutive events of

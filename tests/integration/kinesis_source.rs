@@ -2,7 +2,6 @@
 //! every event exactly once; resume from committed positions, also in the middle of a KPL
 //! aggregate.
 
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -122,26 +121,7 @@ async fn consume(
 
 fn assert_exactly_once(lake_dir: &Path, expected: &[String]) -> TestResult {
     let got = lake_event_ids(lake_dir)?;
-    let mut counts: HashMap<&str, u32> = HashMap::new();
-    for id in &got {
-        *counts.entry(id.as_str()).or_default() += 1;
-    }
-    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(
-        repeated.is_empty(),
-        "event ids in the lake more than once: {repeated:?}"
-    );
-    let want: HashSet<&str> = expected.iter().map(String::as_str).collect();
-    let have: HashSet<&str> = counts.keys().copied().collect();
-    let missing: Vec<_> = want.difference(&have).take(5).collect();
-    let extra: Vec<_> = have.difference(&want).take(5).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing {missing:?} (of {}), unexpected {extra:?}",
-        want.len().saturating_sub(have.len())
-    );
-    assert_eq!(got.len(), expected.len());
-    Ok(())
+    crate::assert_ids_exactly_once(got.iter().map(String::as_str), expected)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -51,3 +51,34 @@ impl<T> Context<T> for Option<T> {
         self.ok_or_else(|| Failure(format!("{what}: missing")))
     }
 }
+
+/// Asserts that `got` holds every id of `expected` exactly once and nothing else; the message
+/// names a few repeated, missing and unexpected ids.
+pub(crate) fn assert_ids_exactly_once<'a>(
+    got: impl IntoIterator<Item = &'a str>,
+    expected: &[String],
+) -> TestResult {
+    use std::collections::{HashMap, HashSet};
+    let mut counts: HashMap<&str, u32> = HashMap::new();
+    let mut total = 0usize;
+    for id in got {
+        *counts.entry(id).or_default() += 1;
+        total += 1;
+    }
+    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(
+        repeated.is_empty(),
+        "event ids in the lake more than once: {repeated:?}"
+    );
+    let want: HashSet<&str> = expected.iter().map(String::as_str).collect();
+    let have: HashSet<&str> = counts.keys().copied().collect();
+    let missing: Vec<_> = want.difference(&have).take(5).collect();
+    let extra: Vec<_> = have.difference(&want).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?} ({} in all), unexpected {extra:?}",
+        want.difference(&have).count()
+    );
+    assert_eq!(total, expected.len());
+    Ok(())
+}
