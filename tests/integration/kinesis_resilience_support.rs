@@ -3,15 +3,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use etl_aws::kinesis::primitives::Blob;
 use etl_aws::kinesis::types::PutRecordsRequestEntry;
 use etl_aws::kinesis::Client;
 use etl_generate::{Generator, GeneratorConfig};
-use etl_lake::catalog::FileCatalog;
-use etl_lake::Lake;
-use etl_pipeline::{Pipeline, PipelineOptions};
 
 use super::{KEYS, STREAM};
 use crate::{Context, Failure, TestResult};
@@ -85,19 +81,7 @@ pub(super) async fn put_in_order(
     Ok(shards)
 }
 
-pub(super) fn pipeline(lake: &Lake, batch_max_records: usize) -> Result<Pipeline, Failure> {
-    let schemas = etl_schema::embedded().context("schemas")?;
-    let key = etl_transform::MaskKey::new(b"kinesis-test-key-0123456789").map_err(Failure)?;
-    let transformer = etl_transform::Transformer::new(&schemas, etl_transform::embedded_sql(), key)
-        .context("transformer")?;
-    let options = PipelineOptions {
-        batch_max_records,
-        parallelism: 2,
-        ..PipelineOptions::default()
-    };
-    let catalog = Arc::new(FileCatalog::new(lake.clone()));
-    Pipeline::new(options, schemas, transformer, lake.clone(), catalog).context("pipeline")
-}
+pub(super) use crate::kinesis_source::pipeline;
 
 /// One row of the lake: its `event_id` and when its data file was written.
 pub(super) struct LakeRow {

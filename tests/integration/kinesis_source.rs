@@ -41,7 +41,7 @@ fn expected_ids(cfg: GeneratorConfig) -> Result<Vec<String>, Failure> {
     Ok(ids)
 }
 
-fn pipeline(lake: &Lake, batch_max_records: usize) -> Result<Pipeline, Failure> {
+pub(crate) fn pipeline(lake: &Lake, batch_max_records: usize) -> Result<Pipeline, Failure> {
     let schemas = etl_schema::embedded().context("schemas")?;
     let key = etl_transform::MaskKey::new(b"kinesis-test-key-0123456789").map_err(Failure)?;
     let transformer = etl_transform::Transformer::new(&schemas, etl_transform::embedded_sql(), key)

@@ -84,6 +84,19 @@ pub struct ResultSet {
     pub rows: Vec<Vec<Field>>,
 }
 
+impl ResultSet {
+    /// The text values of the first column (rows whose first field is not text are skipped).
+    pub fn first_column_strings(&self) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter_map(|r| match r.first() {
+                Some(Field::StringValue(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// A Data API client bound to one target.
 #[derive(Debug, Clone)]
 pub struct DataApi {

@@ -10,7 +10,6 @@
 use crate::error::RedshiftError;
 use crate::load::ledger_loaded_sql;
 use crate::warehouse::{LoadOutcome, RedshiftDataWarehouse};
-use etl_aws::redshiftdata::types::Field;
 use etl_lake::{BatchCommit, Lake};
 use etl_warehouse::{LoadFile, LoadRequest};
 use std::collections::BTreeSet;
@@ -173,12 +172,8 @@ impl Loader {
         Ok(api
             .fetch(&id)
             .await?
-            .rows
-            .iter()
-            .filter_map(|r| match r.first() {
-                Some(Field::StringValue(s)) => Some(s.clone()),
-                _ => None,
-            })
+            .first_column_strings()
+            .into_iter()
             .collect())
     }
 

@@ -169,17 +169,7 @@ impl RedshiftDataWarehouse {
                     ],
                 )
                 .await?;
-            let existing: Vec<String> = self
-                .api
-                .fetch(&id)
-                .await?
-                .rows
-                .iter()
-                .filter_map(|r| match r.first() {
-                    Some(Field::StringValue(s)) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect();
+            let existing: Vec<String> = self.api.fetch(&id).await?.first_column_strings();
             let missing = def.missing_columns(&existing)?;
             if !missing.is_empty() {
                 tracing::info!(

@@ -138,20 +138,7 @@ impl Postgres {
                 self.log_tail(),
             )
         })?;
-        let connection_string = self.connection_string("postgres");
-        self.server
-            .wait_until("accepted connection", START_TIMEOUT, || {
-                let connection_string = connection_string.clone();
-                async move {
-                    let client = connect(&connection_string).await?;
-                    client
-                        .simple_query("SELECT 1")
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-            })
-            .await?;
+        wait_accepting(&self.server, self.connection_string("postgres")).await?;
         tracing::info!(port = self.port, "private postgres started again");
         Ok(())
     }
@@ -306,6 +293,20 @@ async fn start_once(bin: &Path, script: &str, restartable: bool) -> Result<Postg
         dir,
     })?;
     let connection_string = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    wait_accepting(&server, connection_string).await?;
+    tracing::info!(port, "postgres ready");
+    Ok(Postgres {
+        port,
+        server,
+        restartable,
+    })
+}
+
+/// Waits until the server at `connection_string` answers `SELECT 1`.
+async fn wait_accepting(
+    server: &ServerProcess,
+    connection_string: String,
+) -> Result<(), TestbedError> {
     server
         .wait_until("accepted connection", START_TIMEOUT, || {
             let connection_string = connection_string.clone();
@@ -318,13 +319,7 @@ async fn start_once(bin: &Path, script: &str, restartable: bool) -> Result<Postg
                     .map_err(|e| e.to_string())
             }
         })
-        .await?;
-    tracing::info!(port, "postgres ready");
-    Ok(Postgres {
-        port,
-        server,
-        restartable,
-    })
+        .await
 }
 
 fn is_root() -> bool {
