@@ -399,7 +399,6 @@ impl Shared {
             tx: &self.turn,
             seq,
         };
-        let raw = raw;
         let (first, last) = match (raw.positions.first(), raw.positions.last()) {
             (Some(f), Some(l)) => (*f, *l),
             _ => return Err(read_err(std::io::Error::other("empty batch"))),
@@ -431,6 +430,10 @@ impl Shared {
                 )
             })
             .collect();
+        // The original bytes are not needed past here (dead letters copied theirs): free them
+        // before the transform, which is where a batch needs the most memory.
+        let (records, bytes) = (raw.len() as u64, raw.data_len());
+        drop(raw);
         let accepted = decoded.batch.num_rows() as u64;
         let transformed = if accepted > 0 {
             self.transformer
@@ -471,8 +474,8 @@ impl Shared {
         Ok(Processed {
             first,
             last,
-            records: raw.len() as u64,
-            bytes: raw.ranges.iter().map(|(s, e)| (e - s) as u64).sum(),
+            records,
+            bytes,
             duplicates: (accepted - after_sql) + cross,
             files,
             dead,
