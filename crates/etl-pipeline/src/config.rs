@@ -16,7 +16,7 @@ pub struct PipelineOptions {
     /// Batches processed at once. Default: the number of CPU cores.
     pub parallelism: usize,
     /// How many recent event ids are remembered to drop duplicates across batches. Default: 1,000,000
-    /// (about 48 MB). 0 turns cross-batch dedup off (within a batch the transform SQL dedups).
+    /// (about 50 MB). 0 turns cross-batch dedup off (within a batch the transform SQL dedups).
     pub dedup_window: usize,
     /// Parquet settings.
     pub parquet: ParquetOptions,
