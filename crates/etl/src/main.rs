@@ -17,6 +17,13 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read when it starts: a background thread returns freed memory to the
+/// system on time, also while the service idles (otherwise only allocations trigger it).
+/// `_RJEM_MALLOC_CONF` in the environment can override them.
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8; 23] = b"background_thread:true\0";
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     setup::init_logging(&cli.global);
