@@ -13,7 +13,9 @@ pub struct PipelineOptions {
     pub batch_max_bytes: usize,
     /// Records longer than this are dead-lettered as `too_large`. Default: 1 MiB (Kinesis' default record limit).
     pub max_record_bytes: usize,
-    /// Batches processed at once. Default: the number of CPU cores.
+    /// Batches processed at once, across all the streams the pipeline runs at the same time
+    /// (each batch holds about `batch_max_bytes` of input plus its Arrow columns while in the
+    /// transform). Default: the number of CPU cores.
     pub parallelism: usize,
     /// How many recent event ids are remembered to drop duplicates across batches. Default: 1,000,000
     /// (about 50 MB). 0 turns cross-batch dedup off (within a batch the transform SQL dedups).

@@ -7,7 +7,8 @@
 //!                                                  lake files + dead letters + commit record ◄─┘ ─► catalog partitions
 //! ```
 //!
-//! Batches are processed in parallel (one task per batch, as many as `parallelism`) and
+//! Batches are processed in parallel (one task per batch, as many as `parallelism` across all
+//! the streams a pipeline runs at once) and
 //! committed strictly in source order; the dedup window is applied in source order too, so the
 //! output is the same however the work was scheduled.
 //!

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 /// Called with (records read, bytes read) after each committed batch.
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
@@ -64,6 +64,9 @@ pub struct Pipeline {
     catalog: Arc<dyn Catalog>,
     sink: Option<Arc<dyn CommitSink>>,
     windows: Mutex<HashMap<String, Arc<Mutex<DedupWindow>>>>,
+    /// One per batch being processed, shared by every stream this pipeline runs at once, so
+    /// memory is bounded by `parallelism`, not by the number of streams.
+    permits: Arc<Semaphore>,
 }
 
 impl Pipeline {
@@ -77,6 +80,7 @@ impl Pipeline {
     ) -> Result<Self, PipelineError> {
         options.validate()?;
         Ok(Pipeline {
+            permits: Arc::new(Semaphore::new(options.parallelism)),
             options,
             schemas: schemas
                 .into_iter()
@@ -225,10 +229,20 @@ impl Pipeline {
             let next = rx.recv().await?;
             Some(((seq, next), (rx, seq + 1)))
         });
+        let permits = self.permits.clone();
         let processed = batches
-            .map(|(seq, raw)| {
+            // Each batch takes a permit before its task starts, in batch order: a batch waiting
+            // for its dedup turn holds a permit only if its predecessor got one first, so the
+            // streams sharing the permits cannot block each other for good.
+            .then(move |(seq, raw)| {
+                let permits = permits.clone();
+                async move { (seq, raw, permits.acquire_owned().await) }
+            })
+            .map(|(seq, raw, permit)| {
                 let shared = shared.clone();
                 tokio::spawn(async move {
+                    let _permit = permit
+                        .map_err(|_| PipelineError::Internal("batch permits closed".into()))?;
                     let raw = raw.map_err(|error| PipelineError::Read {
                         source_name: shared.source_name.clone(),
                         error,

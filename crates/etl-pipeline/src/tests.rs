@@ -532,3 +532,58 @@ async fn replayed_dead_letters_land_once_and_a_second_replay_changes_nothing() {
         .collect();
     assert_eq!(replay_letters.len() as u64, summary.dead_lettered);
 }
+
+/// Both streams ingested at once through one pipeline share its `parallelism` batch permits:
+/// with one permit and many small batches neither stream blocks the other for good (each batch
+/// waits for its predecessor's dedup turn while holding a permit), and both land exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_ingested_at_once_share_the_batch_permits_without_blocking_each_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = GeneratorConfig {
+        seed: 11,
+        events: 12_000,
+        duplicate_rate: 0.05,
+        malformed_rate: 0.0,
+        ..GeneratorConfig::default()
+    };
+    let (app_path, call_path, expected) = generate(tmp.path(), cfg);
+    for parallelism in [1, 2, 3] {
+        let lake_dir = tmp.path().join(format!("lake-{parallelism}"));
+        let options = PipelineOptions {
+            batch_max_records: 250,
+            parallelism,
+            ..PipelineOptions::default()
+        };
+        let p = pipeline(&lake_dir, options);
+        p.sync_catalog().await.unwrap();
+        let ingest = |stream: Stream, path: &PathBuf| {
+            let source = LineSource::open(path.to_str().unwrap()).unwrap();
+            p.ingest(stream.as_str(), Box::new(source), None)
+        };
+        let both = async {
+            tokio::join!(
+                ingest(Stream::AppEvents, &app_path),
+                ingest(Stream::CallEvents, &call_path)
+            )
+        };
+        let (app, call) = tokio::time::timeout(std::time::Duration::from_secs(120), both)
+            .await
+            .unwrap_or_else(|_| panic!("parallelism {parallelism}: the streams blocked"));
+        for (stream, summary) in [(Stream::AppEvents, app), (Stream::CallEvents, call)] {
+            let summary = summary.unwrap();
+            let exp = &expected[&stream];
+            assert!(summary.batches > 10, "{summary}");
+            assert_eq!(summary.written, exp.valid.len() as u64, "{summary}");
+            assert_eq!(summary.duplicates, exp.duplicates, "{summary}");
+            let mut seen = HashSet::new();
+            for (_, batch) in read_table(&lake_dir, stream.as_str()) {
+                for id in strings(&batch, "event_id") {
+                    let id = id.unwrap();
+                    assert!(exp.valid.contains_key(&id), "{id} was not a valid input");
+                    assert!(seen.insert(id.clone()), "{id} written twice");
+                }
+            }
+            assert_eq!(seen.len(), exp.valid.len(), "parallelism {parallelism}");
+        }
+    }
+}

@@ -9,11 +9,11 @@ mod setup;
 use clap::Parser;
 use std::process::ExitCode;
 
-// jemalloc: as fast as mimalloc on the ingest path here and far thriftier with memory. Measured
-// on the 5M-event demo (2 cores): mimalloc v3 peaked at 0.9-1.6 GiB (its per-thread pages and
-// huge pages held 3-5x the live heap while DataFusion scanned Parquet for the views: 1.4 GiB
-// vs 0.3 GiB for `etl views`), mimalloc v2 at ~1 GiB, glibc at 630 MiB but 10-25% slower;
-// jemalloc at ~650 MiB with the same throughput.
+// jemalloc: within 5-10% of mimalloc's speed on the ingest path and far thriftier with memory.
+// Measured on the 5M-event demo (2 cores): mimalloc v3 peaked at 0.9-1.6 GiB (its per-thread
+// pages and huge pages held 3-5x the live heap while DataFusion scanned Parquet for the views:
+// 1.4 GiB vs 0.3 GiB for `etl views`), mimalloc v2 at ~1 GiB, glibc at 630 MiB but 10-25%
+// slower, jemalloc at ~600-650 MiB.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
