@@ -357,8 +357,9 @@ async fn a_postgres_outage_of_60_s_loses_nothing_and_the_loader_catches_up() -> 
         "the outage was seen and retried: {summary:?}"
     );
     assert_exactly_the_lake(&world, &client).await?;
-    // A load whose COMMIT reached PostgreSQL just as it stopped is retried and then found in the
-    // ledger (`already_loaded`): every ledger row is one of the two, never counted twice.
+    // The stop lets the load in flight finish, so the summary accounts for every ledger row:
+    // loaded by this run, or found in the ledger on retry (a COMMIT that reached PostgreSQL just
+    // as it stopped). Never counted twice, never missing.
     assert_eq!(
         ledger_rows(&client).await?,
         (summary.loaded + summary.already_loaded) as i64,

@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Default pause between two passes of [`Loader::follow`].
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -58,16 +59,6 @@ pub struct LoadSummary {
     pub rows: u64,
     /// Failed attempts that were retried.
     pub retries: u64,
-}
-
-impl LoadSummary {
-    fn add(&mut self, other: LoadSummary) {
-        self.loaded += other.loaded;
-        self.already_loaded += other.already_loaded;
-        self.empty += other.empty;
-        self.rows += other.rows;
-        self.retries += other.retries;
-    }
 }
 
 /// Loads the committed batches of a lake into the warehouse.
@@ -130,10 +121,12 @@ impl Loader {
         })
     }
 
-    /// Runs `step` until it succeeds, waiting with backoff after each failure; permanent errors
-    /// and the last error after `max_attempts` are returned.
+    /// Runs `step` until it succeeds, waiting with backoff after each failure; permanent errors,
+    /// the last error after `max_attempts`, and the last error when `stop` turns true during a
+    /// wait are returned.
     async fn retry<T, F, Fut>(
         settings: &LoaderSettings,
+        stop: &watch::Receiver<bool>,
         what: &str,
         retries: &mut u64,
         mut step: F,
@@ -152,7 +145,13 @@ impl Loader {
                 Err(e) => {
                     tracing::warn!(what, attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "warehouse or lake unavailable; retrying the same batch");
                     *retries += 1;
-                    tokio::time::sleep(delay).await;
+                    // A stop ends the wait (the step's own call is never cut short).
+                    let mut stop = stop.clone();
+                    tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|stopped| *stopped) => return Err(e),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
                     delay = (delay * 2).min(settings.retry_max);
                     attempt = attempt.saturating_add(1);
                 }
@@ -198,7 +197,8 @@ impl Loader {
     pub async fn load_pending(&mut self) -> Result<LoadSummary, RedshiftError> {
         let mut summary = LoadSummary::default();
         let mut newly_done = Vec::new();
-        let result = self.pass(&mut summary, &mut newly_done).await;
+        let (_never, stop) = watch::channel(false);
+        let result = self.pass(&mut summary, &mut newly_done, &stop).await;
         self.done.extend(newly_done);
         if summary.loaded > 0 || summary.retries > 0 {
             tracing::info!(
@@ -211,10 +211,13 @@ impl Loader {
         result.map(|()| summary)
     }
 
+    /// Adds what it does to `summary` as it goes; returns early, between batches, once `stop`
+    /// is true.
     async fn pass(
         &self,
         summary: &mut LoadSummary,
         newly_done: &mut Vec<String>,
+        stop: &watch::Receiver<bool>,
     ) -> Result<(), RedshiftError> {
         let settings = &self.settings;
         let lake = &self.lake;
@@ -222,11 +225,17 @@ impl Loader {
             let prefix = format!("_commits/{stream}");
             let prefix = &prefix;
             let retries = &mut summary.retries;
-            let paths = Self::retry(settings, "listing commit records", retries, || async move {
-                lake.list(prefix)
-                    .await
-                    .map_err(|e| RedshiftError::Lake(e.to_string()))
-            })
+            let paths = Self::retry(
+                settings,
+                stop,
+                "listing commit records",
+                retries,
+                || async move {
+                    lake.list(prefix)
+                        .await
+                        .map_err(|e| RedshiftError::Lake(e.to_string()))
+                },
+            )
             .await?;
             let new: Vec<String> = paths
                 .into_iter()
@@ -235,14 +244,18 @@ impl Loader {
             if new.is_empty() {
                 continue;
             }
-            let loaded = Self::retry(settings, "reading the load ledger", retries, || {
+            let loaded = Self::retry(settings, stop, "reading the load ledger", retries, || {
                 self.ledger(stream)
             })
             .await?;
             for path in new {
                 let path_ref = &path;
+                if *stop.borrow() {
+                    return Ok(());
+                }
                 let commit = Self::retry(
                     settings,
+                    stop,
                     "reading a commit record",
                     retries,
                     || async move {
@@ -266,7 +279,7 @@ impl Loader {
                     summary.already_loaded += 1;
                 } else {
                     let request = self.request(&commit);
-                    let outcome = Self::retry(settings, "loading a batch", retries, || {
+                    let outcome = Self::retry(settings, stop, "loading a batch", retries, || {
                         self.warehouse.load_batch(&request)
                     })
                     .await?;
@@ -284,21 +297,42 @@ impl Loader {
         Ok(())
     }
 
-    /// Passes every [`LoaderSettings::interval`] until `stop` completes. A pass in progress is
-    /// abandoned when `stop` completes: a load transaction already submitted commits or rolls
-    /// back as a whole on the server, and the ledger tells the next run which.
+    /// Passes every [`LoaderSettings::interval`] until `stop` completes, then returns what it
+    /// did. A stop is graceful at batch granularity: a load already submitted is waited for (so
+    /// the summary counts every batch this run committed), no new batch starts, and a wait
+    /// between retries ends at once (that batch stays for the next run; the ledger makes any
+    /// load idempotent).
     pub async fn follow(
         &mut self,
         stop: impl Future<Output = ()>,
     ) -> Result<LoadSummary, RedshiftError> {
         tokio::pin!(stop);
+        let (stop_tx, stop_rx) = watch::channel(false);
         let mut total = LoadSummary::default();
         loop {
-            tokio::select! {
-                biased;
-                _ = &mut stop => return Ok(total),
-                pass = self.load_pending() => total.add(pass?),
+            let mut newly_done = Vec::new();
+            let result = {
+                let pass = self.pass(&mut total, &mut newly_done, &stop_rx);
+                tokio::pin!(pass);
+                loop {
+                    tokio::select! {
+                        biased;
+                        result = &mut pass => break result,
+                        _ = &mut stop, if !*stop_rx.borrow() => {
+                            tracing::info!("stopping: finishing the load in flight");
+                            let _ = stop_tx.send(true);
+                        }
+                    }
+                }
+            };
+            self.done.extend(newly_done);
+            if *stop_rx.borrow() {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "stopped while retrying; the batch is loaded by the next run");
+                }
+                return Ok(total);
             }
+            result?;
             tokio::select! {
                 biased;
                 _ = &mut stop => return Ok(total),
