@@ -605,37 +605,3 @@ impl Drop for KinesisSource {
         }
     }
 }
-
-impl PositionCommitter {
-    /// Lag of each shard read: the last `MillisBehindLatest` and the event-time lag (now − the
-    /// newest `occurred_at` committed); see [`crate::metrics`].
-    pub fn shard_lag(&self) -> BTreeMap<String, crate::metrics::ShardLag> {
-        let committed = self.committed();
-        self.shared
-            .options
-            .reader
-            .metrics
-            .lag(&committed, chrono_now_ms())
-    }
-
-    /// The readers' counters (calls, records, throttled, failed, expired iterators).
-    pub fn reader_counts(&self) -> crate::metrics::ReaderCounts {
-        self.shared.options.reader.metrics.counts()
-    }
-
-    /// `MillisBehindLatest` of each shard, as last reported.
-    pub fn lag(&self) -> HashMap<String, i64> {
-        self.shared.lock().lag.clone()
-    }
-
-    /// Committed positions by shard.
-    pub fn committed(&self) -> HashMap<String, ShardPosition> {
-        self.shared.lock().committed.clone()
-    }
-
-    /// Marks the ends of shards read to their end whose records are all committed. Call after
-    /// the pipeline run returned (the background task does it while the run goes on).
-    pub async fn flush(&self) -> Result<(), KinesisError> {
-        self.shared.commit_ends().await
-    }
-}
