@@ -27,7 +27,7 @@ print("\n".join(out))
 "#;
 
 fn hex(text: &str) -> Result<Vec<u8>, Failure> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(Failure(format!("odd hex length {}", text.len())));
     }
     (0..text.len())

@@ -116,7 +116,7 @@ async fn kinesis_100k_events_over_4_shards_exactly_once() -> TestResult {
     .await?;
     assert_eq!(run.summary.read, 100_000, "{:?}", run.summary);
     assert_eq!(run.summary.written, 100_000, "{:?}", run.summary);
-    assert_exactly_once(&lake_rows(dir.path())?, &ids(&events))?;
+    assert_exactly_once(&lake_rows(dir.path(), STREAM)?, &ids(&events))?;
 
     // Lag: every shard reported MillisBehindLatest, and the newest committed event time is the
     // last event's (2026-11-01T00:01:39.999Z).
@@ -219,7 +219,7 @@ async fn kinesis_split_and_merge_while_consuming_keeps_every_event_once_and_in_k
         .map_err(|_| Failure("the consumer did not commit every event within 240 s".into()))?
         .context("consumer task")??;
     assert_eq!(run.summary.read, n, "{:?}", run.summary);
-    let rows = lake_rows(dir.path())?;
+    let rows = lake_rows(dir.path(), STREAM)?;
     assert_exactly_once(&rows, &ids(&events))?;
     let steps = assert_per_key_order(&rows, &events, &shard_of)?;
     assert!(
@@ -302,7 +302,7 @@ async fn kinesis_stop_mid_stream_then_resume_loses_and_repeats_nothing() -> Test
         first.summary.read,
         second.summary.read
     );
-    assert_exactly_once(&lake_rows(dir.path())?, &ids(&events))?;
+    assert_exactly_once(&lake_rows(dir.path(), STREAM)?, &ids(&events))?;
     Ok(())
 }
 
@@ -347,7 +347,7 @@ async fn kinesis_throttling_5xx_and_dropped_connections_are_recovered_from() -> 
     let lake = Lake::open(&dir.path().to_string_lossy()).context("lake")?;
     let run = consume(&faulty, &name, &lake, 2_000, reader, Until::CaughtUp).await?;
     assert_eq!(run.summary.read, n, "{:?}", run.summary);
-    assert_exactly_once(&lake_rows(dir.path())?, &ids(&events))?;
+    assert_exactly_once(&lake_rows(dir.path(), STREAM)?, &ids(&events))?;
 
     let stats = proxy.stats();
     assert!(stats.throttled >= 12, "{stats:?}");
@@ -399,7 +399,7 @@ async fn kinesis_expired_iterators_are_recovered_from() -> TestResult {
     jumper.await.context("clock task")??;
     let run = run?;
     assert_eq!(run.summary.read, n, "{:?}", run.summary);
-    assert_exactly_once(&lake_rows(dir.path())?, &ids(&events))?;
+    assert_exactly_once(&lake_rows(dir.path(), STREAM)?, &ids(&events))?;
 
     let expired = proxy
         .stats()

@@ -2,14 +2,13 @@
 //! the lake back and the exactly-once / per-key order checks.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use etl_aws::kinesis::primitives::Blob;
 use etl_aws::kinesis::types::PutRecordsRequestEntry;
 use etl_aws::kinesis::Client;
 use etl_generate::{Generator, GeneratorConfig};
 
-use super::{KEYS, STREAM};
+use super::KEYS;
 use crate::{Context, Failure, TestResult};
 
 pub(super) use etl_testbed::{create_stream, wait_active};
@@ -81,57 +80,7 @@ pub(super) async fn put_in_order(
     Ok(shards)
 }
 
-pub(super) use crate::kinesis_source::pipeline;
-
-/// One row of the lake: its `event_id` and when its data file was written.
-pub(super) struct LakeRow {
-    pub(super) written: std::time::SystemTime,
-    pub(super) event_id: String,
-}
-
-/// Every row of the lake's `app_events` Parquet files.
-pub(super) fn lake_rows(lake_dir: &Path) -> Result<Vec<LakeRow>, Failure> {
-    use arrow::array::{Array, StringArray};
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let mut rows = Vec::new();
-    let mut dirs = vec![lake_dir.join(STREAM)];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).context("reading the lake")? {
-            let path = entry.context("lake entry")?.path();
-            if path.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            if path.extension().is_none_or(|e| e != "parquet") {
-                continue;
-            }
-            let file = std::fs::File::open(&path).context("parquet file")?;
-            let written = file
-                .metadata()
-                .and_then(|m| m.modified())
-                .context("file time")?;
-            for part in ParquetRecordBatchReaderBuilder::try_new(file)
-                .context("parquet")?
-                .build()
-                .context("parquet")?
-            {
-                let part = part.context("parquet batch")?;
-                let ids = part
-                    .column_by_name("event_id")
-                    .context("event_id column")?
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .context("event_id as string")?
-                    .clone();
-                rows.extend((0..ids.len()).map(|i| LakeRow {
-                    written,
-                    event_id: ids.value(i).to_string(),
-                }));
-            }
-        }
-    }
-    Ok(rows)
-}
+pub(super) use crate::{lake_rows, pipeline, LakeRow};
 
 pub(super) fn assert_exactly_once(rows: &[LakeRow], expected: &[String]) -> TestResult {
     crate::assert_ids_exactly_once(rows.iter().map(|r| r.event_id.as_str()), expected)

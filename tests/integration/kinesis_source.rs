@@ -7,12 +7,11 @@ use std::sync::Arc;
 
 use etl_generate::{Generator, GeneratorConfig, Stream};
 use etl_kinesis::{open_source, produce, LakeTarget, ProduceOptions, SourceOptions};
-use etl_lake::catalog::FileCatalog;
 use etl_lake::Lake;
-use etl_pipeline::{BatchWriter, Pipeline, PipelineOptions, StreamSummary};
+use etl_pipeline::{BatchWriter, StreamSummary};
 use etl_testbed::unique_name;
 
-use crate::{Context, Failure, TestResult};
+use crate::{pipeline, Context, Failure, TestResult};
 
 const STREAM: &str = "app_events";
 
@@ -37,54 +36,6 @@ fn expected_ids(cfg: GeneratorConfig) -> Result<Vec<String>, Failure> {
         assert_eq!(stream, Stream::AppEvents);
         let v: serde_json::Value = serde_json::from_slice(line).context("generated JSON")?;
         ids.push(v["event_id"].as_str().context("event_id")?.to_string());
-    }
-    Ok(ids)
-}
-
-pub(crate) fn pipeline(lake: &Lake, batch_max_records: usize) -> Result<Pipeline, Failure> {
-    let schemas = etl_schema::embedded().context("schemas")?;
-    let key = etl_transform::MaskKey::new(b"kinesis-test-key-0123456789").map_err(Failure)?;
-    let transformer = etl_transform::Transformer::new(&schemas, etl_transform::embedded_sql(), key)
-        .context("transformer")?;
-    let options = PipelineOptions {
-        batch_max_records,
-        parallelism: 2,
-        ..PipelineOptions::default()
-    };
-    let catalog = Arc::new(FileCatalog::new(lake.clone()));
-    Pipeline::new(options, schemas, transformer, lake.clone(), catalog).context("pipeline")
-}
-
-/// Every `event_id` in the lake's `app_events` Parquet files, with repeats.
-fn lake_event_ids(lake_dir: &Path) -> Result<Vec<String>, Failure> {
-    use arrow::array::{Array, StringArray};
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let mut ids = Vec::new();
-    let mut dirs = vec![lake_dir.join(STREAM)];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).context("reading the lake")? {
-            let path = entry.context("lake entry")?.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                let file = std::fs::File::open(&path).context("parquet file")?;
-                for batch in ParquetRecordBatchReaderBuilder::try_new(file)
-                    .context("parquet")?
-                    .build()
-                    .context("parquet")?
-                {
-                    let batch = batch.context("parquet batch")?;
-                    let col = batch
-                        .column_by_name("event_id")
-                        .context("event_id column")?;
-                    let col = col
-                        .as_any()
-                        .downcast_ref::<StringArray>()
-                        .context("event_id as string")?;
-                    ids.extend((0..col.len()).map(|i| col.value(i).to_string()));
-                }
-            }
-        }
     }
     Ok(ids)
 }
@@ -120,8 +71,8 @@ async fn consume(
 }
 
 fn assert_exactly_once(lake_dir: &Path, expected: &[String]) -> TestResult {
-    let got = lake_event_ids(lake_dir)?;
-    crate::assert_ids_exactly_once(got.iter().map(String::as_str), expected)
+    let rows = crate::lake_rows(lake_dir, STREAM)?;
+    crate::assert_ids_exactly_once(rows.iter().map(|r| r.event_id.as_str()), expected)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -20,7 +20,7 @@ use etl_kinesis::{open_source, LakeTarget, SourceOptions};
 use etl_lake::catalog::{Catalog, FileCatalog};
 use etl_lake::delivery::{CommitRecord, FailPoint};
 use etl_lake::{DeadLetter, Lake, S3Encryption};
-use etl_pipeline::{BatchWriter, Pipeline, PipelineOptions, StreamSummary};
+use etl_pipeline::{BatchWriter, StreamSummary};
 use etl_testbed::{unique_name, StandIn};
 
 use crate::{Context, Failure, TestResult};
@@ -152,19 +152,8 @@ pub(crate) async fn consume_into(
     writer: &str,
     fail_at: Option<(u64, FailPoint)>,
 ) -> Result<Result<StreamSummary, String>, Failure> {
-    let schemas = etl_schema::embedded().context("schemas")?;
-    let key = etl_transform::MaskKey::new(b"delivery-test-key-0123456789").map_err(Failure)?;
-    let transformer = etl_transform::Transformer::new(&schemas, etl_transform::embedded_sql(), key)
-        .context("transformer")?;
-    let options = PipelineOptions {
-        batch_max_records,
-        parallelism: 2,
-        ..PipelineOptions::default()
-    };
-    let catalog: Arc<dyn Catalog> = Arc::new(FileCatalog::new(lake.clone()));
-    let pipeline = Pipeline::new(options, schemas, transformer, lake.clone(), catalog.clone())
-        .context("pipeline")?;
-    let mut target = LakeTarget::new(lake.clone(), table, Some(catalog));
+    let pipeline = crate::pipeline(lake, batch_max_records)?;
+    let mut target = LakeTarget::new(lake.clone(), table, Some(pipeline.catalog().clone()));
     target.writer = writer.to_string();
     target.fail_at = fail_at;
     let source_options = SourceOptions {
@@ -193,8 +182,6 @@ pub(crate) async fn consume_into(
 /// The lake read back: every `event_id` of the table's Parquet files (with repeats) and every
 /// dead letter.
 async fn read_lake(lake: &Lake) -> Result<(Vec<String>, Vec<DeadLetter>), Failure> {
-    use arrow::array::{Array, StringArray};
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut ids = Vec::new();
     for path in lake.list(TABLE).await.context("list table")? {
         let bytes = lake.get(&path).await.context("get")?.context(&path)?;
@@ -202,19 +189,7 @@ async fn read_lake(lake: &Lake) -> Result<(Vec<String>, Vec<DeadLetter>), Failur
             path.ends_with(".parquet"),
             "only Parquet under the table: {path}"
         );
-        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .context("parquet")?
-            .build()
-            .context("parquet")?
-        {
-            let batch = batch.context("parquet batch")?;
-            let col = batch.column_by_name("event_id").context("event_id")?;
-            let col = col
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .context("event_id as string")?;
-            ids.extend((0..col.len()).map(|i| col.value(i).to_string()));
-        }
+        ids.extend(crate::parquet_event_ids(bytes)?);
     }
     let mut dead = Vec::new();
     for path in lake

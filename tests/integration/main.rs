@@ -82,3 +82,78 @@ pub(crate) fn assert_ids_exactly_once<'a>(
     assert_eq!(total, expected.len());
     Ok(())
 }
+
+/// A pipeline into `lake` with `batch_max_records` per batch, two batches at once, the embedded
+/// schemas and SQL, and a file catalog in the lake (each pipeline has its own dedup window).
+pub(crate) fn pipeline(
+    lake: &etl_lake::Lake,
+    batch_max_records: usize,
+) -> Result<etl_pipeline::Pipeline, Failure> {
+    let schemas = etl_schema::embedded().context("schemas")?;
+    let key = etl_transform::MaskKey::new(b"integration-test-key-0123456789").map_err(Failure)?;
+    let transformer = etl_transform::Transformer::new(&schemas, etl_transform::embedded_sql(), key)
+        .context("transformer")?;
+    let options = etl_pipeline::PipelineOptions {
+        batch_max_records,
+        parallelism: 2,
+        ..etl_pipeline::PipelineOptions::default()
+    };
+    let catalog = std::sync::Arc::new(etl_lake::catalog::FileCatalog::new(lake.clone()));
+    etl_pipeline::Pipeline::new(options, schemas, transformer, lake.clone(), catalog)
+        .context("pipeline")
+}
+
+/// The `event_id` of every row of one Parquet file (a local file or bytes read from a lake).
+pub(crate) fn parquet_event_ids<R>(file: R) -> Result<Vec<String>, Failure>
+where
+    R: parquet::file::reader::ChunkReader + 'static,
+{
+    use arrow::array::AsArray;
+    let mut ids = Vec::new();
+    for batch in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .context("parquet")?
+        .build()
+        .context("parquet reader")?
+    {
+        let batch = batch.context("parquet batch")?;
+        let column = batch
+            .column_by_name("event_id")
+            .context("event_id column")?
+            .as_string_opt::<i32>()
+            .context("event_id as string")?;
+        ids.extend(column.iter().map(|id| id.unwrap_or_default().to_string()));
+    }
+    Ok(ids)
+}
+
+/// One row of a local lake: its `event_id` and when its data file was written.
+pub(crate) struct LakeRow {
+    pub(crate) written: std::time::SystemTime,
+    pub(crate) event_id: String,
+}
+
+/// Every row of the Parquet files under `<lake_dir>/<table>/`.
+pub(crate) fn lake_rows(lake_dir: &std::path::Path, table: &str) -> Result<Vec<LakeRow>, Failure> {
+    let mut rows = Vec::new();
+    let mut dirs = vec![lake_dir.join(table)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).context("reading the lake")? {
+            let path = entry.context("lake entry")?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                let file = std::fs::File::open(&path).context("parquet file")?;
+                let written = file
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .context("file time")?;
+                rows.extend(
+                    parquet_event_ids(file)?
+                        .into_iter()
+                        .map(|event_id| LakeRow { written, event_id }),
+                );
+            }
+        }
+    }
+    Ok(rows)
+}

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etl_generate::{Generator, GeneratorConfig, Stream};
-use etl_lake::catalog::FileCatalog;
 use etl_lake::{Lake, S3Encryption};
 use etl_pipeline::source::LineSource;
 use etl_pipeline::{Pipeline, PipelineOptions};
-use etl_redshift::{Loader, LoaderSettings, RedshiftDataWarehouse, LEDGER_TABLE};
+use etl_redshift::{
+    LoadSummary, Loader, LoaderSettings, RedshiftDataWarehouse, RedshiftError, LEDGER_TABLE,
+};
 use etl_redshift_standin::{RedshiftDataStandIn, StandInConfig};
 use etl_testbed::{PgDatabase, Postgres, StandIn};
 use tokio_postgres::Client;
@@ -51,7 +52,7 @@ pub(crate) async fn world(
         &etl_glue::s3_options(&moto.settings(), S3Encryption::S3Managed),
     )?;
     let schemas = etl_schema::embedded()?;
-    let pipeline = make_pipeline(&lake, batch_max_records)?;
+    let pipeline = crate::pipeline(&lake, batch_max_records)?;
 
     let db = pg.fresh_database(prefix).await?;
     let mut config = StandInConfig::new(pg.port());
@@ -80,27 +81,6 @@ pub(crate) async fn world(
     })
 }
 
-/// A pipeline into `lake` (each has its own dedup window).
-fn make_pipeline(lake: &Lake, batch_max_records: usize) -> Result<Pipeline, Failure> {
-    let schemas = etl_schema::embedded()?;
-    let key = etl_transform::MaskKey::new(b"redshift-loader-test-key-0123").map_err(Failure)?;
-    let transformer = etl_transform::Transformer::new(&schemas, etl_transform::embedded_sql(), key)
-        .context("transformer")?;
-    let options = PipelineOptions {
-        batch_max_records,
-        parallelism: 2,
-        ..PipelineOptions::default()
-    };
-    Pipeline::new(
-        options,
-        schemas,
-        transformer,
-        lake.clone(),
-        Arc::new(FileCatalog::new(lake.clone())),
-    )
-    .context("pipeline")
-}
-
 impl World {
     pub(crate) fn loader(&self, settings: LoaderSettings) -> Result<Loader, Failure> {
         let streams = vec!["app_events".to_string(), "call_events".to_string()];
@@ -120,26 +100,11 @@ impl World {
 
     /// Every event id in the lake's Parquet files of `table` (read back from S3).
     pub(crate) async fn lake_ids(&self, table: &str) -> Result<BTreeSet<String>, Failure> {
-        use arrow::array::{Array, AsArray};
         let mut ids = BTreeSet::new();
         for commit in self.lake.commits(table).await? {
             for file in &commit.files {
                 let bytes = self.lake.get(&file.path).await?.context(&file.path)?;
-                let reader =
-                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-                        .context("parquet")?
-                        .build()
-                        .context("parquet reader")?;
-                for batch in reader {
-                    let batch = batch.context("parquet batch")?;
-                    let column = batch
-                        .column_by_name("event_id")
-                        .context("event_id column")?;
-                    let strings = column.as_string::<i32>();
-                    for i in 0..strings.len() {
-                        ids.insert(strings.value(i).to_string());
-                    }
-                }
+                ids.extend(crate::parquet_event_ids(bytes)?);
             }
         }
         Ok(ids)
@@ -207,6 +172,41 @@ async fn assert_exactly_the_lake(world: &World, client: &Client) -> TestResult {
     Ok(())
 }
 
+/// `loader` following in a task until the sender is used (or dropped).
+fn follow_in_background(
+    mut loader: Loader,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<LoadSummary, RedshiftError>>,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        loader
+            .follow(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    (stop_tx, task)
+}
+
+/// The same loader again, and a new loader (no memory) after `loaded` batches: nothing is loaded
+/// twice, the new loader finds every one in the ledger.
+pub(crate) async fn assert_loading_again_loads_nothing(
+    world: &World,
+    loader: &mut Loader,
+    loaded: u64,
+) -> TestResult {
+    assert_eq!(loader.load_pending().await?.loaded, 0);
+    let again = world.loader(quick())?.load_pending().await?;
+    assert_eq!(
+        (again.loaded, again.already_loaded),
+        (0, loaded),
+        "{again:?}"
+    );
+    Ok(())
+}
+
 pub(crate) fn quick() -> LoaderSettings {
     LoaderSettings {
         interval: Duration::from_millis(200),
@@ -234,14 +234,7 @@ async fn committed_lake_batches_are_loaded_exactly_once() -> TestResult {
     assert_exactly_the_lake(&world, &world.db.client).await?;
     assert_eq!(ledger_rows(&world.db.client).await?, first.loaded as i64);
 
-    // The same loader again, and a new loader (no memory): nothing is loaded twice.
-    assert_eq!(loader.load_pending().await?.loaded, 0);
-    let again = world.loader(quick())?.load_pending().await?;
-    assert_eq!(
-        (again.loaded, again.already_loaded),
-        (0, first.loaded),
-        "{again:?}"
-    );
+    assert_loading_again_loads_nothing(&world, &mut loader, first.loaded).await?;
     assert_exactly_the_lake(&world, &world.db.client).await?;
 
     // New batches load once more: a replay of the same events by another pipeline (its own
@@ -250,7 +243,7 @@ async fn committed_lake_batches_are_loaded_exactly_once() -> TestResult {
     let before = world.lake.commits("app_events").await?.len() as u64;
     let (app, _) = generated(7, 4000)?;
     ingest_with(
-        &make_pipeline(&world.lake, 700)?,
+        &crate::pipeline(&world.lake, 700)?,
         "app_events",
         "gen7app-replay",
         app,
@@ -301,15 +294,7 @@ async fn a_postgres_outage_of_60_s_loses_nothing_and_the_loader_catches_up() -> 
         max_attempts: None,
         ..quick()
     })?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut loader = loader;
-        loader
-            .follow(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let (stop_tx, task) = follow_in_background(loader);
     let app_lake = world.lake_ids("app_events").await?.len();
     let deadline = Instant::now() + Duration::from_secs(120);
     while warehouse_ids(&world.db.client, "app_events").await?.len() < app_lake {
@@ -383,15 +368,7 @@ async fn freshness_occurred_at_to_visible_in_a_view() -> TestResult {
     let pg = etl_testbed::postgres().await?;
     let world = world("rsfresh", pg, PipelineOptions::default().batch_max_records).await?;
     let loader = world.loader(LoaderSettings::default())?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut loader = loader;
-        loader
-            .follow(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let (stop_tx, task) = follow_in_background(loader);
     let per_tick = 200u64;
     let ticks = 90u64;
     let mut template = Vec::new();
@@ -424,8 +401,10 @@ async fn freshness_occurred_at_to_visible_in_a_view() -> TestResult {
             let now = chrono::Utc::now().timestamp_millis();
             let sent = poll_sent.lock().map(|s| s.clone()).unwrap_or_default();
             while seen_ticks < sent.len() && sent[seen_ticks].0 <= total {
-                latencies
-                    .extend(std::iter::repeat(now - sent[seen_ticks].1).take(per_tick as usize));
+                latencies.extend(std::iter::repeat_n(
+                    now - sent[seen_ticks].1,
+                    per_tick as usize,
+                ));
                 seen_ticks += 1;
             }
             if seen_ticks as u64 == ticks {

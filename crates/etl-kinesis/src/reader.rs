@@ -198,6 +198,30 @@ impl Backoff<'_> {
         Some(jittered.max(self.options.min_interval))
     }
 
+    /// [`Self::failed`] for a failed `call`, logging the pause; `error` back when the reader
+    /// must stop.
+    fn pause_after(
+        &mut self,
+        call: &str,
+        kind: Failure,
+        error: KinesisError,
+        stream: &str,
+        shard_id: &str,
+    ) -> Result<Duration, KinesisError> {
+        let Some(pause) = self.failed(kind) else {
+            return Err(error);
+        };
+        tracing::warn!(
+            stream,
+            shard_id,
+            %error,
+            pause_ms = pause.as_millis() as u64,
+            failures_in_a_row = self.in_a_row,
+            "{call} failed after the SDK's retries; pausing the shard"
+        );
+        Ok(pause)
+    }
+
     fn succeeded(&mut self) {
         self.in_a_row = 0;
     }
@@ -312,17 +336,7 @@ async fn read_from(
             Err(e) => {
                 let kind = classify(&e);
                 let error = KinesisError::call("GetRecords", stream, &e);
-                let Some(pause) = backoff.failed(kind) else {
-                    return Err(error);
-                };
-                tracing::warn!(
-                    stream,
-                    shard_id,
-                    %error,
-                    pause_ms = pause.as_millis() as u64,
-                    failures_in_a_row = backoff.in_a_row,
-                    "GetRecords failed after the SDK's retries; pausing the shard"
-                );
+                let pause = backoff.pause_after("GetRecords", kind, error, stream, shard_id)?;
                 next_call = Instant::now() + pause;
                 continue;
             }
@@ -427,16 +441,8 @@ async fn get_iterator_paced(
         match get_iterator(client, stream, shard_id, start, after).await {
             Ok(iterator) => return Ok(iterator),
             Err((error, kind)) => {
-                let Some(pause) = backoff.failed(kind) else {
-                    return Err(error);
-                };
-                tracing::warn!(
-                    stream,
-                    shard_id,
-                    %error,
-                    pause_ms = pause.as_millis() as u64,
-                    "GetShardIterator failed after the SDK's retries; pausing the shard"
-                );
+                let pause =
+                    backoff.pause_after("GetShardIterator", kind, error, stream, shard_id)?;
                 tokio::time::sleep(pause).await;
             }
         }

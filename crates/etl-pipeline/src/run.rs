@@ -348,7 +348,6 @@ impl Pipeline {
                 p(summary.read, summary.bytes_read);
             }
         }
-        drop(processed);
         reader
             .await
             .map_err(|e| PipelineError::Internal(format!("reader task failed: {e}")))?;

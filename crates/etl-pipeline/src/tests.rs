@@ -385,7 +385,11 @@ fn line_source_cuts_lines_across_chunks_and_batches() {
                     "x".repeat((line_no % 13) as usize * 97)
                 );
                 input.extend_from_slice(text.as_bytes());
-                input.extend_from_slice(if line_no % 2 == 0 { b"\r\n" } else { b"\n" });
+                input.extend_from_slice(if line_no.is_multiple_of(2) {
+                    b"\r\n"
+                } else {
+                    b"\n"
+                });
                 expected.push((line_no, text));
             }
         }

@@ -334,14 +334,7 @@ async fn handle(
     if let Some(kind) = upstream_error_type(&response) {
         *lock(state).stats.upstream_errors.entry(kind).or_default() += 1;
     }
-    client
-        .write_all(&response)
-        .await
-        .map_err(|e| format!("write client: {e}"))?;
-    client
-        .shutdown()
-        .await
-        .map_err(|e| format!("close client: {e}"))
+    reply(&mut client, &response).await
 }
 
 fn decide(state: &Mutex<State>, operation: Option<&str>) -> Action {
@@ -393,8 +386,13 @@ async fn answer(
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
+    reply(client, text.as_bytes()).await
+}
+
+/// Sends `bytes` to the client and closes the connection.
+async fn reply(client: &mut TcpStream, bytes: &[u8]) -> Result<(), String> {
     client
-        .write_all(text.as_bytes())
+        .write_all(bytes)
         .await
         .map_err(|e| format!("write client: {e}"))?;
     client
