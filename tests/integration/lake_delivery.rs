@@ -401,14 +401,7 @@ async fn a_crash_at_each_named_point_is_recovered_exactly_once() -> TestResult {
     create_stream(&client, &stream, 2).await?;
     let produced = lines(77, 6_000)?;
     put(&client, &stream, &produced).await?;
-    let points = [
-        FailPoint::AfterStage,
-        FailPoint::AfterRecord,
-        FailPoint::AfterFirstPublish,
-        FailPoint::AfterPublish,
-        FailPoint::AfterCatalog,
-    ];
-    for point in points {
+    for point in FailPoint::ALL {
         let (_, lake) = new_bucket_lake(moto).await?;
         // Batches of 500 records: the crash hits the 3rd commit, with 2 records committed.
         let crashed = consume(&client, &stream, &lake, 500, "crashing", Some((2, point))).await?;

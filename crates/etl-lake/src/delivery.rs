@@ -35,6 +35,17 @@ pub enum FailPoint {
     AfterCatalog,
 }
 
+impl FailPoint {
+    /// Every fail point, in the order the writer reaches them.
+    pub const ALL: [FailPoint; 5] = [
+        FailPoint::AfterStage,
+        FailPoint::AfterRecord,
+        FailPoint::AfterFirstPublish,
+        FailPoint::AfterPublish,
+        FailPoint::AfterCatalog,
+    ];
+}
+
 /// Errors of the delivery protocol.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {

@@ -86,14 +86,7 @@ fn expected(files: &[BatchFile]) -> Vec<(String, Bytes)> {
 
 #[tokio::test]
 async fn a_crash_at_any_point_ends_with_each_file_published_exactly_once() {
-    let points = [
-        FailPoint::AfterStage,
-        FailPoint::AfterRecord,
-        FailPoint::AfterFirstPublish,
-        FailPoint::AfterPublish,
-        FailPoint::AfterCatalog,
-    ];
-    for point in points {
+    for point in FailPoint::ALL {
         let (_dir, lake, catalog) = setup().await;
         let crashed = writer(&lake, &catalog, "a").fail_at(point);
         let start = crashed.recover().await.expect("recover empty");
