@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use etl_aws::kinesis::primitives::Blob;
 use etl_aws::kinesis::types::PutRecordsRequestEntry;
 use etl_aws::kinesis::Client;
-use etl_generate::{Generator, GeneratorConfig};
+use etl_generate::Generator;
 
 use super::KEYS;
 use crate::{Context, Failure, TestResult};
@@ -16,15 +16,8 @@ pub(super) use etl_testbed::{create_stream, wait_active};
 /// `n` valid, unique app events; the i-th has `occurred_at` = 2026-11-01T00:00:00Z + i ms, so
 /// production order is event-time order. Returns (partition key, event_id, JSON line).
 pub(super) fn keyed_events(seed: u64, n: u64) -> Result<Vec<(String, String, Vec<u8>)>, Failure> {
-    let config = GeneratorConfig {
-        seed,
-        events: n,
-        call_share: 0.0,
-        duplicate_rate: 0.0,
-        malformed_rate: 0.0,
-        ..GeneratorConfig::default()
-    };
-    let mut generator = Generator::new(config).context("generator")?;
+    let mut generator =
+        Generator::new(crate::kinesis_source::events(seed, n)).context("generator")?;
     let mut out = Vec::new();
     while let Some((_, _, line)) = generator.next_record() {
         let i = out.len() as u64;

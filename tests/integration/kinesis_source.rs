@@ -18,7 +18,7 @@ const STREAM: &str = "app_events";
 use etl_testbed::create_stream;
 
 /// Only valid, unique app events: every event must reach the lake exactly once.
-fn events(seed: u64, n: u64) -> GeneratorConfig {
+pub(crate) fn events(seed: u64, n: u64) -> GeneratorConfig {
     GeneratorConfig {
         seed,
         events: n,
