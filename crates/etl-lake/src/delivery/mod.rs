@@ -6,16 +6,17 @@
 //! record forward and says where the shard resumes. A writer whose create loses the race is
 //! [`DeliveryError::Fenced`] and publishes nothing.
 
+mod record;
+mod verify;
+
+pub use record::{prepare_batch, BatchFile, CommitRecord, RecordFile, Resume};
+pub use verify::compare_positions;
+
 use crate::catalog::{Catalog, CatalogError};
-use crate::dead_letters::{to_ndjson, DeadLetter};
-use crate::encode::EncodedFile;
-use crate::layout::{commit_file, data_file, dead_letter_file, BatchId, PartitionValues};
-use crate::store::{BatchCommit, CommittedFile, PositionRange};
+use crate::layout::PartitionValues;
 use crate::{Lake, LakeError};
-use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -64,139 +65,34 @@ pub enum DeliveryError {
         first: String,
         last: String,
     },
-    #[error("commit record {path} is corrupt: {message}")]
+    #[error("commit record {path} is corrupt: {message}. Refusing to continue this shard: restore the object (e.g. from S3 versioning), see docs/delivery.md \"When the log is inconsistent\"")]
     Corrupt { path: String, message: String },
+    /// The records of a shard's log do not form one gapless, non-overlapping chain.
+    #[error("the commit log of stream {stream} shard {shard} is inconsistent at record {n}: {message}. Refusing to continue this shard (nothing was read or written): restore the missing or edited record (e.g. from S3 versioning) or, if the log was moved on purpose, see docs/delivery.md \"When the log is inconsistent\"")]
+    Inconsistent {
+        stream: String,
+        shard: String,
+        n: u64,
+        message: String,
+    },
+    /// A staged or published file does not have the bytes its commit record lists.
+    #[error("stream {stream} shard {shard}: record {n} lists {path} with {expected}, but the stored object has {found}; it was changed after it was written. Refusing to publish it: delete the object and replay positions {first}..={last} (docs/delivery.md \"When the log is inconsistent\")")]
+    Checksum {
+        stream: String,
+        shard: String,
+        n: u64,
+        path: String,
+        expected: String,
+        found: String,
+        first: String,
+        last: String,
+    },
     #[error("stopped at fail point {0:?} (test only)")]
     Injected(FailPoint),
     #[error(transparent)]
     Lake(#[from] LakeError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-}
-
-/// One file of a batch, before staging.
-#[derive(Debug, Clone)]
-pub struct BatchFile {
-    /// Deterministic object path below the lake root, e.g. `<table>/dt=…/hour=…/<batch>-0000.parquet`.
-    pub path: String,
-    /// Its partition, if it lives in a table (dead letters: `None`).
-    pub partition: Option<PartitionValues>,
-    /// Its bytes.
-    pub bytes: Bytes,
-}
-
-/// The files of one batch under their deterministic names, ready for [`Delivery::commit`]: the
-/// data files (names from `batch_id` and the partition), the dead-letter file if any record was
-/// rejected, the raw archive file if given (`raw`: [`crate::raw::raw_file`] and
-/// [`crate::raw::encode_raw`]), and **last** the manifest `_commits/<stream>/<batch-id>.json`
-/// that the warehouse loader reads, so publishing (which follows this order) writes the manifest
-/// after the data. Returns the files and the manifest.
-#[allow(clippy::too_many_arguments)]
-pub fn prepare_batch(
-    stream: &str,
-    batch_id: &BatchId,
-    source_name: &str,
-    range: PositionRange,
-    files: Vec<EncodedFile>,
-    dead_letters: &[DeadLetter],
-    dead_letter_dt: &str,
-    raw: Option<BatchFile>,
-) -> Result<(Vec<BatchFile>, BatchCommit), LakeError> {
-    let mut out = Vec::with_capacity(files.len() + 3);
-    let mut committed = Vec::with_capacity(files.len());
-    for f in files {
-        let path = data_file(stream, &f.partition, batch_id, f.part);
-        committed.push(CommittedFile {
-            path: path.clone(),
-            partition: f.partition.clone(),
-            rows: f.rows as u64,
-            bytes: f.bytes.len() as u64,
-        });
-        out.push(BatchFile {
-            path,
-            partition: Some(f.partition),
-            bytes: f.bytes,
-        });
-    }
-    let dead_letter_file = if dead_letters.is_empty() {
-        None
-    } else {
-        let path = dead_letter_file(stream, dead_letter_dt, batch_id);
-        out.push(BatchFile {
-            path: path.clone(),
-            partition: None,
-            bytes: Bytes::from(to_ndjson(dead_letters)?),
-        });
-        Some(path)
-    };
-    // The raw archive is published with the batch, before the manifest; it is not in a table
-    // (no partition to register).
-    out.extend(raw.map(|r| BatchFile {
-        partition: None,
-        ..r
-    }));
-    let manifest = BatchCommit {
-        stream: stream.to_string(),
-        batch_id: batch_id.clone(),
-        source: source_name.to_string(),
-        first_position: 0,
-        last_position: 0,
-        files: committed,
-        dead_letter_file,
-        dead_letters: dead_letters.len() as u64,
-        range: Some(range),
-    };
-    out.push(BatchFile {
-        path: commit_file(stream, batch_id),
-        partition: None,
-        bytes: Bytes::from(serde_json::to_vec_pretty(&manifest)?),
-    });
-    Ok((out, manifest))
-}
-
-/// A file in a commit record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecordFile {
-    /// Where it is staged.
-    pub staged: String,
-    /// Where it is published.
-    pub path: String,
-    /// Its partition.
-    pub partition: Option<PartitionValues>,
-    /// Size in bytes.
-    pub bytes: u64,
-    /// SHA-256 of the content, hex.
-    pub sha256: String,
-}
-
-/// Commit record `n` of a shard: the batch's files and positions, written once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CommitRecord {
-    /// Stream.
-    pub stream: String,
-    /// Shard.
-    pub shard: String,
-    /// Record number in the shard's log (0, 1, …).
-    pub n: u64,
-    /// Who committed it (diagnostics only).
-    pub writer: String,
-    /// Last position of record `n-1` (`None` for the first record).
-    pub previous_last: Option<String>,
-    /// First position of the batch.
-    pub first: String,
-    /// Last position of the batch: where the shard resumes after this record.
-    pub last: String,
-    /// Files, in publishing order.
-    pub files: Vec<RecordFile>,
-}
-
-/// Where a shard resumes: the next record number and the position after which to read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resume {
-    /// Next record number.
-    pub next: u64,
-    /// Last committed position (`None`: nothing committed yet).
-    pub after: Option<String>,
 }
 
 /// A writer of one stream's shard.
@@ -207,6 +103,47 @@ pub struct Delivery {
     writer: String,
     catalog: Option<Arc<dyn Catalog>>,
     fail_at: Option<FailPoint>,
+}
+
+/// Which publish: right after this writer's own commit, or a recovery of an earlier attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publish {
+    Committing,
+    Recovering,
+}
+
+/// Size and SHA-256 (hex) of some bytes.
+fn digest(bytes: &[u8]) -> (u64, String) {
+    (bytes.len() as u64, hex::encode(Sha256::digest(bytes)))
+}
+
+fn needs_replay(record: &CommitRecord, f: &RecordFile) -> DeliveryError {
+    DeliveryError::NeedsReplay {
+        stream: record.stream.clone(),
+        shard: record.shard.clone(),
+        n: record.n,
+        path: f.path.clone(),
+        first: record.first.clone(),
+        last: record.last.clone(),
+    }
+}
+
+fn checksum_error(
+    record: &CommitRecord,
+    f: &RecordFile,
+    path: &str,
+    (bytes, sha256): (u64, String),
+) -> DeliveryError {
+    DeliveryError::Checksum {
+        stream: record.stream.clone(),
+        shard: record.shard.clone(),
+        n: record.n,
+        path: path.to_string(),
+        expected: format!("{} bytes, sha256 {}", f.bytes, f.sha256),
+        found: format!("{bytes} bytes, sha256 {sha256}"),
+        first: record.first.clone(),
+        last: record.last.clone(),
+    }
 }
 
 fn record_path(stream: &str, shard: &str, n: u64) -> String {
@@ -257,39 +194,73 @@ impl Delivery {
         Ok(())
     }
 
-    /// The highest commit record of the shard, if any.
-    pub async fn latest(&self) -> Result<Option<CommitRecord>, DeliveryError> {
+    /// The record numbers in the shard's log, ascending.
+    async fn record_numbers(&self) -> Result<Vec<u64>, DeliveryError> {
         let prefix = format!("_delivery/{}/{}", self.stream, self.shard);
-        let Some(path) = self
-            .lake
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .filter(|p| p.ends_with(".json"))
-            .max()
-        else {
-            return Ok(None);
-        };
+        let mut numbers = Vec::new();
+        for path in self.lake.list(&prefix).await? {
+            let Some(name) = path
+                .strip_prefix(&prefix)
+                .map(|r| r.trim_start_matches('/'))
+            else {
+                continue;
+            };
+            // Only this shard's records: `<n>.json` directly under the prefix.
+            let Some(stem) = name.strip_suffix(".json").filter(|s| !s.contains('/')) else {
+                continue;
+            };
+            let n = stem.parse::<u64>().map_err(|_| DeliveryError::Corrupt {
+                path: self.lake.display(&path),
+                message: "the name of a commit record must be its number".into(),
+            })?;
+            numbers.push(n);
+        }
+        numbers.sort_unstable();
+        Ok(numbers)
+    }
+
+    /// Record `n` of the shard's log, checked to be the one its name says.
+    async fn read_record(&self, n: u64) -> Result<CommitRecord, DeliveryError> {
+        let path = record_path(&self.stream, &self.shard, n);
         let bytes = self
             .lake
             .get(&path)
             .await?
             .ok_or_else(|| DeliveryError::Corrupt {
-                path: path.clone(),
-                message: "vanished".into(),
+                path: self.lake.display(&path),
+                message: "listed but vanished".into(),
             })?;
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| DeliveryError::Corrupt {
-                path,
+        let record: CommitRecord =
+            serde_json::from_slice(&bytes).map_err(|e| DeliveryError::Corrupt {
+                path: self.lake.display(&path),
                 message: e.to_string(),
-            })
+            })?;
+        verify::identity(&self.stream, &self.shard, n, &record)?;
+        Ok(record)
     }
 
-    /// Rolls the highest record `h` forward (publish, partitions), deletes the staging of
-    /// records `..=h` (including lost attempts at those numbers), and returns where the shard
-    /// resumes. Staging of later numbers may belong to a live writer and is left alone; it is
-    /// deleted when that number is committed.
+    /// The highest commit record of the shard, if any, after checking the log: records
+    /// `0..=h` all present, and `h` continuing `h-1` exactly ([`DeliveryError::Inconsistent`]
+    /// otherwise).
+    pub async fn latest(&self) -> Result<Option<CommitRecord>, DeliveryError> {
+        let numbers = self.record_numbers().await?;
+        verify::numbering(&self.stream, &self.shard, &numbers)?;
+        let Some(&h) = numbers.last() else {
+            return Ok(None);
+        };
+        let record = self.read_record(h).await?;
+        if h > 0 {
+            let previous = self.read_record(h - 1).await?;
+            verify::link(&previous, &record)?;
+        }
+        Ok(Some(record))
+    }
+
+    /// Checks the log ([`Delivery::latest`]), rolls the highest record `h` forward (publish,
+    /// verifying every file against the record's size and SHA-256; partitions), deletes the
+    /// staging of records `..=h` (including lost attempts at those numbers), and returns where
+    /// the shard resumes. Staging of later numbers may belong to a live writer and is left
+    /// alone; it is deleted when that number is committed.
     pub async fn recover(&self) -> Result<Resume, DeliveryError> {
         let Some(record) = self.latest().await? else {
             return Ok(Resume {
@@ -297,7 +268,7 @@ impl Delivery {
                 after: None,
             });
         };
-        self.publish(&record, false).await?;
+        self.publish(&record, Publish::Recovering).await?;
         self.register(&record).await?;
         self.clean_staging(record.n).await?;
         Ok(Resume {
@@ -386,7 +357,7 @@ impl Delivery {
             }
         }
         self.check(FailPoint::AfterRecord)?;
-        self.publish(&record, true).await?;
+        self.publish(&record, Publish::Committing).await?;
         self.check(FailPoint::AfterPublish)?;
         self.register(&record).await?;
         self.check(FailPoint::AfterCatalog)?;
@@ -398,51 +369,78 @@ impl Delivery {
         Ok((record, next))
     }
 
-    /// Copies every staged file of `record` to its published name unless it is already there.
-    async fn publish(&self, record: &CommitRecord, inject: bool) -> Result<(), DeliveryError> {
-        let store = self.lake.store();
+    /// Makes every file of `record` visible under its published name. Committing: a server-side
+    /// copy of what this writer staged a moment ago (it hashed those bytes itself), unless the
+    /// object is already there with the recorded size. Recovering: the files were staged or
+    /// published by an earlier attempt, so each is read and checked against the record's size
+    /// and SHA-256: a published object that matches is kept; otherwise the staged copy is
+    /// verified and written in its place. A file whose bytes match neither is
+    /// [`DeliveryError::Checksum`]; one with no copy left is [`DeliveryError::NeedsReplay`].
+    async fn publish(&self, record: &CommitRecord, mode: Publish) -> Result<(), DeliveryError> {
         for (i, f) in record.files.iter().enumerate() {
-            let target = ObjectPath::from(f.path.as_str());
-            let published = match store.head(&target).await {
-                Ok(meta) => meta.size == f.bytes,
-                Err(object_store::Error::NotFound { .. }) => false,
-                Err(source) => {
-                    return Err(LakeError::Read {
-                        path: self.lake.display(&f.path),
-                        source,
-                    }
-                    .into())
-                }
-            };
-            if !published {
-                match store
-                    .copy(&ObjectPath::from(f.staged.as_str()), &target)
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(object_store::Error::NotFound { .. }) => {
-                        return Err(DeliveryError::NeedsReplay {
-                            stream: record.stream.clone(),
-                            shard: record.shard.clone(),
-                            n: record.n,
-                            path: f.path.clone(),
-                            first: record.first.clone(),
-                            last: record.last.clone(),
-                        })
-                    }
-                    Err(source) => {
-                        return Err(LakeError::Write {
-                            path: self.lake.display(&f.path),
-                            source,
-                        }
-                        .into())
-                    }
-                }
+            match mode {
+                Publish::Committing => self.copy_staged(record, f).await?,
+                Publish::Recovering => self.restore(record, f).await?,
             }
-            if inject && i == 0 {
+            if mode == Publish::Committing && i == 0 {
                 self.check(FailPoint::AfterFirstPublish)?;
             }
         }
+        Ok(())
+    }
+
+    async fn copy_staged(
+        &self,
+        record: &CommitRecord,
+        f: &RecordFile,
+    ) -> Result<(), DeliveryError> {
+        let store = self.lake.store();
+        let target = ObjectPath::from(f.path.as_str());
+        let published = match store.head(&target).await {
+            Ok(meta) => meta.size == f.bytes,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(source) => {
+                return Err(LakeError::Read {
+                    path: self.lake.display(&f.path),
+                    source,
+                }
+                .into())
+            }
+        };
+        if published {
+            return Ok(());
+        }
+        match store
+            .copy(&ObjectPath::from(f.staged.as_str()), &target)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Err(needs_replay(record, f)),
+            Err(source) => Err(LakeError::Write {
+                path: self.lake.display(&f.path),
+                source,
+            }
+            .into()),
+        }
+    }
+
+    async fn restore(&self, record: &CommitRecord, f: &RecordFile) -> Result<(), DeliveryError> {
+        let published = self.lake.get(&f.path).await?;
+        let published_digest = published.as_ref().map(|b| digest(b));
+        if published_digest.as_ref() == Some(&(f.bytes, f.sha256.clone())) {
+            return Ok(());
+        }
+        let Some(staged) = self.lake.get(&f.staged).await? else {
+            return Err(match published_digest {
+                Some(found) => checksum_error(record, f, &f.path, found),
+                None => needs_replay(record, f),
+            });
+        };
+        let found = digest(&staged);
+        if found != (f.bytes, f.sha256.clone()) {
+            return Err(checksum_error(record, f, &f.staged, found));
+        }
+        self.lake.put(&f.path, staged).await?;
         Ok(())
     }
 
@@ -492,5 +490,4 @@ impl Delivery {
 }
 
 #[cfg(test)]
-#[path = "delivery_tests.rs"]
 mod tests;

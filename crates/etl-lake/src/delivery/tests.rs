@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::catalog::FileCatalog;
+use bytes::Bytes;
 
 const STREAM: &str = "app_events";
 const SHARD: &str = "shardId-000000000001";
@@ -236,4 +237,152 @@ async fn a_committed_record_whose_files_are_gone_asks_for_a_replay() {
         matches!(err, DeliveryError::NeedsReplay { n: 0, .. }) && text.contains("7..=9"),
         "{text}"
     );
+}
+
+/// Commits batches `1..=10`, `11..=20`, `21..=30` as records 0, 1, 2.
+async fn three_records(lake: &Lake, catalog: &Arc<FileCatalog>) -> Delivery {
+    let w = writer(lake, catalog, "a");
+    let mut resume = w.recover().await.expect("recover");
+    for (first, last) in [("1", "10"), ("11", "20"), ("21", "30")] {
+        resume = w
+            .commit(&resume, first, last, batch(first, last))
+            .await
+            .expect("commit")
+            .1;
+    }
+    w
+}
+
+async fn rewrite_record(lake: &Lake, n: u64, edit: impl FnOnce(&mut CommitRecord)) {
+    let path = record_path(STREAM, SHARD, n);
+    let bytes = lake.get(&path).await.expect("get").expect("record exists");
+    let mut record: CommitRecord = serde_json::from_slice(&bytes).expect("record json");
+    edit(&mut record);
+    let body = serde_json::to_vec_pretty(&record).expect("json");
+    lake.put(&path, Bytes::from(body)).await.expect("put");
+}
+
+#[tokio::test]
+async fn a_log_with_a_gap_or_an_overlap_is_refused_with_what_to_do() {
+    // A record removed from the middle: the numbering has a hole.
+    let (_dir, lake, catalog) = setup().await;
+    let w = three_records(&lake, &catalog).await;
+    lake.store()
+        .delete(&ObjectPath::from(record_path(STREAM, SHARD, 1).as_str()))
+        .await
+        .expect("delete record 1");
+    let err = w.recover().await.expect_err("a hole in the log");
+    let text = err.to_string();
+    assert!(
+        matches!(err, DeliveryError::Inconsistent { n: 1, .. }) && text.contains("missing"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Refusing to continue") && text.contains("S3 versioning"),
+        "{text}"
+    );
+
+    // The last record edited to skip positions (a gap between records 1 and 2).
+    let (_dir, lake, catalog) = setup().await;
+    let w = three_records(&lake, &catalog).await;
+    rewrite_record(&lake, 2, |r| {
+        r.previous_last = Some("25".into());
+        r.first = "26".into();
+    })
+    .await;
+    let err = w.recover().await.expect_err("a gap");
+    let text = err.to_string();
+    assert!(
+        matches!(err, DeliveryError::Inconsistent { n: 2, .. })
+            && text.contains("follows position 25")
+            && text.contains("ends at 20"),
+        "{text}"
+    );
+
+    // The last record overlapping its predecessor.
+    let (_dir, lake, catalog) = setup().await;
+    let w = three_records(&lake, &catalog).await;
+    rewrite_record(&lake, 2, |r| r.first = "15".into()).await;
+    let err = w.recover().await.expect_err("an overlap");
+    let text = err.to_string();
+    assert!(
+        matches!(err, DeliveryError::Inconsistent { n: 2, .. }) && text.contains("overlaps"),
+        "{text}"
+    );
+
+    // A record stored under another number.
+    let (_dir, lake, catalog) = setup().await;
+    let w = three_records(&lake, &catalog).await;
+    rewrite_record(&lake, 2, |r| r.n = 7).await;
+    let err = w.recover().await.expect_err("a misplaced record");
+    assert!(
+        matches!(err, DeliveryError::Inconsistent { n: 2, .. }),
+        "{err}"
+    );
+
+    // The untouched log still recovers.
+    let (_dir, lake, catalog) = setup().await;
+    let w = three_records(&lake, &catalog).await;
+    assert_eq!(
+        w.recover().await.expect("a consistent log"),
+        Resume {
+            next: 3,
+            after: Some("30".into())
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_staged_object_changed_after_the_commit_is_not_published() {
+    let (_dir, lake, catalog) = setup().await;
+    let crashed = writer(&lake, &catalog, "a").fail_at(FailPoint::AfterRecord);
+    let start = crashed.recover().await.expect("recover");
+    crashed
+        .commit(&start, "7", "9", batch("7", "9"))
+        .await
+        .expect_err("crash after the record");
+    let staged = lake.list("_staging").await.expect("list");
+    let victim = staged.first().expect("a staged file").clone();
+    lake.put(&victim, Bytes::from_static(b"tampered bytes"))
+        .await
+        .expect("tamper");
+
+    let err = writer(&lake, &catalog, "b")
+        .recover()
+        .await
+        .expect_err("checksum mismatch");
+    let text = err.to_string();
+    assert!(
+        matches!(&err, DeliveryError::Checksum { n: 0, path, .. } if *path == victim),
+        "{text}"
+    );
+    assert!(
+        text.contains("sha256") && text.contains("replay positions 7..=9"),
+        "{text}"
+    );
+    // Nothing of the tampered file reached a table.
+    for (path, bytes) in published(&lake).await {
+        assert_ne!(bytes.as_ref(), b"tampered bytes", "{path} was published");
+    }
+}
+
+#[tokio::test]
+async fn a_published_object_changed_later_is_restored_from_its_staged_copy() {
+    let (_dir, lake, catalog) = setup().await;
+    let crashed = writer(&lake, &catalog, "a").fail_at(FailPoint::AfterPublish);
+    let start = crashed.recover().await.expect("recover");
+    let files = batch("7", "9");
+    crashed
+        .commit(&start, "7", "9", files.clone())
+        .await
+        .expect_err("crash after publishing");
+    let victim = files[0].path.clone();
+    lake.put(&victim, Bytes::from_static(b"truncated"))
+        .await
+        .expect("tamper");
+    writer(&lake, &catalog, "b")
+        .recover()
+        .await
+        .expect("recovery restores the file");
+    assert_eq!(published(&lake).await, expected(&files));
 }
