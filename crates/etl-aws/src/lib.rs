@@ -60,6 +60,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod backoff;
 mod settings;
 
 use std::time::Duration;

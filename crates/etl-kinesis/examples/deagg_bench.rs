@@ -114,11 +114,12 @@ async fn consumer(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let options = ProduceOptions {
-        targets: vec![(etl_generate::Stream::AppEvents, stream.clone())],
+        targets: vec![("app_events".to_string(), stream.clone())],
         aggregate,
         rate: None,
     };
-    let produced = etl_kinesis::produce(&client, config(events), &options).await?;
+    let produced =
+        etl_kinesis::produce(&client, etl_generate::records(config(events))?, &options).await?;
     println!(
         "produced {events} events as {} Kinesis records in {:.1} s",
         produced.kinesis_records,

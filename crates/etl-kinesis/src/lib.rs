@@ -1,5 +1,5 @@
-//! Kinesis Data Streams connector: the source that feeds `etl run` and the producer behind
-//! `etl produce`.
+//! Kinesis Data Streams connector: the source that feeds `etl run` and the `PutRecords` producer
+//! that `etl produce` sends its records with (the records themselves come from the caller).
 //!
 //! **What it does.**
 //! - [`shards`]: discovers shards with `ListShards` (paginated) and applies the resharding rule
@@ -72,7 +72,10 @@ pub enum KinesisError {
     Positions(String),
     /// Committing a batch through the lake's delivery protocol failed.
     #[error("lake delivery: {0}")]
-    Delivery(String),
+    Delivery(#[from] etl_lake::delivery::DeliveryError),
+    /// The committer was handed something it cannot commit (a bug).
+    #[error("committer: {0}")]
+    Committer(String),
     /// Another consumer committed the same record of a shard's log: this one must stop.
     #[error("fenced: {0}")]
     Fenced(String),
@@ -82,12 +85,33 @@ pub enum KinesisError {
     /// Bad options.
     #[error("invalid option {0}")]
     Option(String),
-    /// Generating events for `produce` failed.
-    #[error(transparent)]
-    Generate(#[from] etl_generate::GenerateError),
 }
 
 impl KinesisError {
+    /// What `etl run` does about this error (the rule is on [`etl_pipeline::ErrorKind`]).
+    pub fn kind(&self) -> etl_pipeline::ErrorKind {
+        use etl_lake::delivery::DeliveryError as D;
+        use etl_pipeline::ErrorKind::*;
+        match self {
+            KinesisError::Fenced(_) => ShardFatal,
+            KinesisError::Delivery(
+                D::Fenced { .. }
+                | D::Inconsistent { .. }
+                | D::Checksum { .. }
+                | D::Corrupt { .. }
+                | D::NeedsReplay { .. },
+            ) => ShardFatal,
+            KinesisError::Delivery(D::Lake(_) | D::Catalog(_)) | KinesisError::Lake(_) => Retryable,
+            KinesisError::Call { .. } => Retryable,
+            KinesisError::Delivery(D::Injected(_))
+            | KinesisError::StreamNotFound(_)
+            | KinesisError::Protocol(_)
+            | KinesisError::Positions(_)
+            | KinesisError::Committer(_)
+            | KinesisError::Option(_) => RunFatal,
+        }
+    }
+
     pub(crate) fn call(
         operation: &'static str,
         stream: &str,

@@ -1,4 +1,6 @@
-//! `etl produce`: generated events onto Kinesis with `PutRecords`.
+//! Records onto Kinesis with `PutRecords` (what `etl produce` sends the synthetic events with).
+//! The records come from the caller as `(pipeline stream, bytes)`; this module knows no
+//! generator.
 //!
 //! Requests hold at most 500 entries and 5 MiB. `PutRecords` can succeed as a call while some
 //! entries fail (`ProvisionedThroughputExceededException`, `InternalFailure` per entry); the SDK
@@ -11,8 +13,6 @@ use crate::KinesisError;
 use etl_aws::kinesis::primitives::Blob;
 use etl_aws::kinesis::types::PutRecordsRequestEntry;
 use etl_aws::kinesis::Client;
-use etl_generate::{Generator, GeneratorConfig, Stream};
-use rand::Rng;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -31,8 +31,9 @@ pub const MAX_AGGREGATE_BYTES: usize = 1_000_000;
 /// What to produce and where.
 #[derive(Debug, Clone)]
 pub struct ProduceOptions {
-    /// Kinesis stream of each generated stream; events of a stream not listed are not sent.
-    pub targets: Vec<(Stream, String)>,
+    /// `(pipeline stream, Kinesis stream)`: where the records of each pipeline stream go;
+    /// records of a stream not listed are not sent.
+    pub targets: Vec<(String, String)>,
     /// Pack user records into KPL aggregates.
     pub aggregate: bool,
     /// Target events per second (`None` = as fast as possible).
@@ -42,11 +43,11 @@ pub struct ProduceOptions {
 /// What was sent.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ProduceSummary {
-    /// Generated events sent, by Kinesis stream.
+    /// Records sent, by Kinesis stream.
     pub events: HashMap<String, u64>,
-    /// Generated events of streams without a target.
+    /// Records of streams without a target.
     pub skipped: u64,
-    /// Generated records larger than a Kinesis record may be ([`MAX_RECORD_BYTES`], partition
+    /// Records larger than a Kinesis record may be ([`MAX_RECORD_BYTES`], partition
     /// key included), not sent: Kinesis would refuse the whole `PutRecords` call.
     pub oversize: u64,
     /// Kinesis records put (fewer than events when aggregating).
@@ -67,10 +68,10 @@ struct Target {
     aggregator: Option<Aggregator>,
 }
 
-/// Generates `config.events` events and puts them onto the target streams.
-pub async fn produce(
+/// Puts `records` (`(pipeline stream, record bytes)`, in order) onto their target streams.
+pub async fn produce<S: AsRef<str>>(
     client: &Client,
-    config: GeneratorConfig,
+    records: impl IntoIterator<Item = (S, Vec<u8>)>,
     options: &ProduceOptions,
 ) -> Result<ProduceSummary, KinesisError> {
     if let Some(rate) = options.rate {
@@ -80,8 +81,7 @@ pub async fn produce(
             )));
         }
     }
-    let mut generator = Generator::new(config)?;
-    let mut targets: HashMap<Stream, Target> = options
+    let mut targets: HashMap<String, Target> = options
         .targets
         .iter()
         .map(|(s, name)| {
@@ -89,7 +89,7 @@ pub async fn produce(
                 .aggregate
                 .then(|| Aggregator::new(MAX_AGGREGATE_BYTES));
             (
-                *s,
+                s.clone(),
                 Target {
                     name: name.clone(),
                     entries: Vec::new(),
@@ -102,8 +102,8 @@ pub async fn produce(
     let started = Instant::now();
     let mut summary = ProduceSummary::default();
     let mut produced: u64 = 0;
-    while let Some((stream, _kind, line)) = generator.next_record() {
-        let Some(target) = targets.get_mut(&stream) else {
+    for (stream, line) in records {
+        let Some(target) = targets.get_mut(stream.as_ref()) else {
             summary.skipped += 1;
             continue;
         };
@@ -114,12 +114,11 @@ pub async fn produce(
             tracing::warn!(
                 stream = %target.name,
                 bytes = line.len(),
-                "generated record is larger than a Kinesis record may be; not sent"
+                "record is larger than a Kinesis record may be; not sent"
             );
             continue;
         }
         *summary.events.entry(target.name.clone()).or_default() += 1;
-        let line = line.to_vec();
         let ready = match &mut target.aggregator {
             Some(agg) => {
                 if agg.add(&key, &line) {
@@ -195,6 +194,8 @@ async fn flush(
     let mut entries = std::mem::take(&mut target.entries);
     target.bytes = 0;
     let mut round = 0;
+    let mut backoff =
+        etl_aws::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     while !entries.is_empty() {
         let out = client
             .put_records()
@@ -247,10 +248,7 @@ async fn flush(
             });
         }
         summary.retried_entries += failed.len() as u64;
-        let cap = Duration::from_millis(100)
-            .saturating_mul(1 << round.min(6))
-            .min(Duration::from_secs(5));
-        let wait = rand::thread_rng().gen_range(Duration::ZERO..=cap);
+        let wait = backoff.next_delay();
         tracing::warn!(
             stream = target.name,
             failed = failed.len(),

@@ -32,7 +32,6 @@ use etl_aws::kinesis::error::{ProvideErrorMetadata, SdkError};
 use etl_aws::kinesis::primitives::DateTime;
 use etl_aws::kinesis::types::ShardIteratorType;
 use etl_aws::kinesis::Client;
-use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -164,13 +163,24 @@ fn classify<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Failure {
     }
 }
 
-/// Consecutive failures of one shard and the pause they call for.
+/// Consecutive failures of one shard and the pause they call for (the project's one backoff
+/// rule, `etl_aws::backoff`).
 struct Backoff<'a> {
     options: &'a ReaderOptions,
-    in_a_row: u32,
+    delays: etl_aws::backoff::Backoff,
 }
 
-impl Backoff<'_> {
+impl<'a> Backoff<'a> {
+    fn new(options: &'a ReaderOptions) -> Self {
+        Backoff {
+            options,
+            delays: etl_aws::backoff::Backoff::new(
+                options.failure_backoff,
+                options.failure_backoff_max,
+            ),
+        }
+    }
+
     /// Counts a failure; the pause to take, or `None` when the reader must stop.
     fn failed(&mut self, kind: Failure) -> Option<Duration> {
         match kind {
@@ -178,24 +188,13 @@ impl Backoff<'_> {
             Failure::Throttled => self.options.metrics.throttled(),
             Failure::Transient => {
                 self.options.metrics.failed();
-                if self.in_a_row + 1 >= self.options.max_failures.max(1) {
+                if self.delays.failures() + 1 >= self.options.max_failures.max(1) {
                     return None;
                 }
             }
         }
-        self.in_a_row = self.in_a_row.saturating_add(1);
-        let cap = self
-            .options
-            .failure_backoff_max
-            .max(self.options.failure_backoff);
-        let ceiling = self
-            .options
-            .failure_backoff
-            .saturating_mul(1 << self.in_a_row.min(16))
-            .min(cap);
-        // Full jitter: uniform in [0, ceiling], at least the pacing interval.
-        let jittered = ceiling.mul_f64(rand::thread_rng().gen::<f64>());
-        Some(jittered.max(self.options.min_interval))
+        // At least the pacing interval.
+        Some(self.delays.next_delay().max(self.options.min_interval))
     }
 
     /// [`Self::failed`] for a failed `call`, logging the pause; `error` back when the reader
@@ -216,14 +215,14 @@ impl Backoff<'_> {
             shard_id,
             %error,
             pause_ms = pause.as_millis() as u64,
-            failures_in_a_row = self.in_a_row,
+            failures_in_a_row = self.delays.failures(),
             "{call} failed after the SDK's retries; pausing the shard"
         );
         Ok(pause)
     }
 
     fn succeeded(&mut self) {
-        self.in_a_row = 0;
+        self.delays.reset();
     }
 }
 
@@ -297,10 +296,7 @@ async fn read_from(
     let mut last_read: Option<SequenceNumber> = None;
     let mut next_call = Instant::now();
     let mut idle = options.min_interval;
-    let mut backoff = Backoff {
-        options,
-        in_a_row: 0,
-    };
+    let mut backoff = Backoff::new(options);
     loop {
         tokio::time::sleep_until(next_call).await;
         let call = client
@@ -433,10 +429,7 @@ async fn get_iterator_paced(
     after: Option<&SequenceNumber>,
     options: &ReaderOptions,
 ) -> Result<String, KinesisError> {
-    let mut backoff = Backoff {
-        options,
-        in_a_row: 0,
-    };
+    let mut backoff = Backoff::new(options);
     loop {
         match get_iterator(client, stream, shard_id, start, after).await {
             Ok(iterator) => return Ok(iterator),

@@ -13,7 +13,7 @@
 //! output is the same however the work was scheduled.
 //!
 //! This crate does not know where bytes come from beyond [`source::RecordSource`] (files and
-//! stdin now, Kinesis later) nor how the warehouse loads (see [`CommitSink`]).
+//! stdin, Kinesis) nor how the warehouse loads (the loader reads the committed manifests).
 
 mod config;
 mod dedup;
@@ -21,21 +21,20 @@ pub mod replay;
 mod run;
 pub mod source;
 mod summary;
+mod writer;
 
 pub use config::PipelineOptions;
 pub use dedup::DedupWindow;
-pub use run::{BatchWriter, CommitSink, Pipeline, ProcessedBatch, Progress};
+pub use run::{Pipeline, Progress};
+pub use source::{Checkpoint, Lines, RecordSource, SourceBatch, SourceError};
 pub use summary::StreamSummary;
+pub use writer::{BatchWriter, CommitError, ErrorKind, LakeWriter, ProcessedBatch};
 
 /// Errors that stop a run. Bad records never do: they become dead letters.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("reading {source_name} failed: {error}")]
-    Read {
-        source_name: String,
-        #[source]
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Source(#[from] SourceError),
     #[error("unknown stream `{0}`: it has no schema (known: {1})")]
     UnknownStream(String, String),
     #[error(transparent)]
@@ -46,19 +45,17 @@ pub enum PipelineError {
     Lake(#[from] etl_lake::LakeError),
     #[error(transparent)]
     Catalog(#[from] etl_lake::catalog::CatalogError),
-    #[error("loading batch {batch} into the warehouse failed: {message}")]
-    Load { batch: String, message: String },
-    #[error("delivering positions {first}..={last} of {source_name} to the lake: {message}")]
-    Delivery {
+    /// The writer could not commit a batch; `error.kind` says what the run does about it.
+    #[error("committing positions {first}..={last} of {source_name} to the lake: {error}")]
+    Commit {
         source_name: String,
-        first: u64,
-        last: u64,
-        message: String,
+        first: String,
+        last: String,
+        #[source]
+        error: CommitError,
     },
     #[error("replaying dead-letter file {path}: {message}")]
     Replay { path: String, message: String },
-    #[error("after committing batch {batch}: {message}")]
-    CommitHook { batch: String, message: String },
     #[error("invalid option {field}: {message}")]
     Option {
         field: &'static str,
@@ -66,15 +63,22 @@ pub enum PipelineError {
     },
     #[error("internal error: {0}")]
     Internal(String),
-    #[error("counts do not reconcile for {stream}: read {read} != written {written} + duplicates {duplicates} + dead-lettered {dead}; this is a bug, please report it")]
+    /// A batch's records are not all accounted for; it was not committed.
+    #[error("counts do not reconcile for {stream} (batch of {source_name} positions {first}..={last}): read {read} != written {written} + duplicates {duplicates} + filtered {filtered} + dead-lettered {dead}. The batch was not committed and the run stops; this is a bug, please report it with this message")]
     Reconcile {
         stream: String,
+        source_name: String,
+        first: String,
+        last: String,
         read: u64,
         written: u64,
         duplicates: u64,
+        filtered: u64,
         dead: u64,
     },
 }
 
+#[cfg(test)]
+mod reconcile_tests;
 #[cfg(test)]
 mod tests;

@@ -12,8 +12,9 @@
 //! never replayed themselves, so repeated replays do not cascade. Replaying again re-reads the
 //! originals, which is idempotent.
 
-use crate::source::{RawBatch, RecordSource};
+use crate::source::{Lines, RawBatch, RecordSource, SourceBatch, SourceError};
 use crate::PipelineError;
+use async_trait::async_trait;
 use etl_lake::{DeadLetter, Lake};
 
 /// File-name prefix of everything a replay writes.
@@ -104,6 +105,7 @@ fn dt_millis(path: &str) -> i64 {
     }
 }
 
+#[async_trait]
 impl RecordSource for ReplaySource {
     fn name(&self) -> &str {
         &self.name
@@ -114,12 +116,13 @@ impl RecordSource for ReplaySource {
     fn batch_time_ms(&self) -> i64 {
         self.time_ms
     }
-    fn next_batch(
+    async fn next_batch(
         &mut self,
         max_records: usize,
         max_bytes: usize,
-    ) -> std::io::Result<Option<RawBatch>> {
+    ) -> Result<Option<SourceBatch>, SourceError> {
         let mut batch = RawBatch::default();
+        let mut lines = Vec::new();
         while let Some((position, bytes)) = self.records.get(self.next) {
             if batch.len() >= max_records || batch.data.len() >= max_bytes {
                 break;
@@ -127,9 +130,12 @@ impl RecordSource for ReplaySource {
             let start = batch.data.len();
             batch.data.extend_from_slice(bytes);
             batch.ranges.push((start, batch.data.len()));
-            batch.positions.push(*position);
+            lines.push(*position);
             self.next += 1;
         }
-        Ok(if batch.is_empty() { None } else { Some(batch) })
+        Ok((!batch.is_empty()).then(|| SourceBatch {
+            records: batch,
+            checkpoint: Box::new(Lines(lines)),
+        }))
     }
 }

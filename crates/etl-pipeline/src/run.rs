@@ -1,20 +1,20 @@
 //! Running one stream's records through the pipeline.
 
 use crate::dedup::DedupWindow;
-use crate::source::{RawBatch, RecordSource};
+use crate::source::{Checkpoint, RecordSource, SourceBatch, SourceError};
+use crate::writer::{BatchWriter, LakeWriter, ProcessedBatch};
 use crate::{PipelineError, PipelineOptions, StreamSummary};
 use arrow::array::RecordBatch;
-use async_trait::async_trait;
+use arrow::datatypes::SchemaRef;
 use etl_decode::{DecodeOptions, Decoder};
 use etl_lake::catalog::{Catalog, TableChange};
 use etl_lake::{
-    encode_partitions, BatchCommit, BatchId, BatchSource, DeadLetter, DeadLetterSource,
-    EncodedFile, Lake,
+    encode_partitions, DeadLetter, DeadLetterSource, EncodedFile, Lake, LakeError, ParquetOptions,
 };
 use etl_schema::StreamSchema;
-use etl_transform::Transformer;
+use etl_transform::{Transformed, Transformer};
 use futures::StreamExt;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -22,38 +22,13 @@ use tokio::sync::{mpsc, watch, Semaphore};
 /// Called with (records read, bytes read) after each committed batch.
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
-/// Receives each batch after it is committed to the lake (the warehouse loader).
-#[async_trait]
-pub trait CommitSink: Send + Sync {
-    /// Handles one committed batch; an error stops the run (the batch stays committed in the lake).
-    async fn committed(&self, commit: &BatchCommit) -> Result<(), String>;
-}
-
-/// A processed batch, ready to be made durable: what the pipeline made of source positions
-/// `first..=last`.
-#[derive(Debug)]
-pub struct ProcessedBatch {
-    /// First source position (inclusive).
-    pub first: u64,
-    /// Last source position (inclusive).
-    pub last: u64,
-    /// Encoded Parquet files, one or more per partition.
-    pub files: Vec<EncodedFile>,
-    /// Rejected records; `source.position` is the record's source position.
-    pub dead_letters: Vec<DeadLetter>,
-    /// `dt` of the dead-letter file.
-    pub dead_letter_dt: String,
-}
-
-/// Makes processed batches durable in the lake instead of the default writer (data files, dead
-/// letters, then the manifest, then catalog partitions). The Kinesis consumer commits through the
-/// per-shard exactly-once protocol of `docs/delivery.md` with it.
-#[async_trait]
-pub trait BatchWriter: Send + Sync {
-    /// Writes `batch` of `stream` (data, dead letters, manifest, catalog partitions) and returns
-    /// its manifest. Called in source order, one batch at a time; an error stops the run.
-    async fn write(&self, stream: &str, batch: ProcessedBatch) -> Result<BatchCommit, String>;
-}
+/// Encodes a batch's rows into Parquet files, one or more per partition (the lake's
+/// `encode_partitions`; tests swap in a broken one to prove the counts catch it).
+pub(crate) type EncodeFn = Arc<
+    dyn Fn(&str, &SchemaRef, &[RecordBatch], &ParquetOptions) -> Result<Vec<EncodedFile>, LakeError>
+        + Send
+        + Sync,
+>;
 
 /// The configured pipeline. Runs any number of sources, one after another.
 pub struct Pipeline {
@@ -62,7 +37,7 @@ pub struct Pipeline {
     transformer: Arc<Transformer>,
     lake: Lake,
     catalog: Arc<dyn Catalog>,
-    sink: Option<Arc<dyn CommitSink>>,
+    encode: EncodeFn,
     windows: Mutex<HashMap<String, Arc<Mutex<DedupWindow>>>>,
     /// One per batch being processed, shared by every stream this pipeline runs at once, so
     /// memory is bounded by `parallelism`, not by the number of streams.
@@ -89,14 +64,15 @@ impl Pipeline {
             transformer: Arc::new(transformer),
             lake,
             catalog,
-            sink: None,
+            encode: Arc::new(encode_partitions),
             windows: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Sends every committed batch to `sink` as well.
-    pub fn with_sink(mut self, sink: Arc<dyn CommitSink>) -> Self {
-        self.sink = Some(sink);
+    /// Encodes with `encode` instead of the lake's encoder (tests of the reconciliation).
+    #[cfg(test)]
+    pub(crate) fn with_encoder(mut self, encode: EncodeFn) -> Self {
+        self.encode = encode;
         self
     }
 
@@ -141,56 +117,38 @@ impl Pipeline {
             .clone())
     }
 
-    /// Reads `source` to its end into `stream`'s table and returns the reconciled summary.
+    /// Reads `source` (one whose checkpoints are line numbers: files, stdin, replays) to its
+    /// end into `stream`'s table with the [`LakeWriter`] and returns the reconciled summary.
     pub async fn ingest(
         &self,
         stream: &str,
         source: Box<dyn RecordSource>,
         progress: Option<Progress>,
     ) -> Result<StreamSummary, PipelineError> {
-        self.ingest_with_hook(stream, source, progress, None).await
+        let writer = Arc::new(LakeWriter::new(
+            self.lake.clone(),
+            self.catalog.clone(),
+            source.tag(),
+            source.name(),
+        ));
+        self.ingest_with_writer(stream, source, progress, writer)
+            .await
     }
 
-    /// [`Pipeline::ingest`], calling `on_commit` with each batch's commit record once the batch is
-    /// in the lake, the catalog and the warehouse sink, before the next batch commits. Sources
-    /// with positions of their own (Kinesis) commit those positions there; an error stops the run.
-    pub async fn ingest_with_hook(
-        &self,
-        stream: &str,
-        source: Box<dyn RecordSource>,
-        progress: Option<Progress>,
-        on_commit: Option<Arc<dyn CommitSink>>,
-    ) -> Result<StreamSummary, PipelineError> {
-        self.run(stream, source, progress, on_commit, None).await
-    }
-
-    /// [`Pipeline::ingest`], making each batch durable with `writer` instead of the default
-    /// writer (which names files by the source's tag and numeric positions). The warehouse sink
-    /// still receives each manifest `writer` returns.
+    /// Reads `source` to its end into `stream`'s table, making each batch durable (with its
+    /// checkpoint) through `writer`, the source's own writer.
     pub async fn ingest_with_writer(
-        &self,
-        stream: &str,
-        source: Box<dyn RecordSource>,
-        progress: Option<Progress>,
-        writer: Arc<dyn BatchWriter>,
-    ) -> Result<StreamSummary, PipelineError> {
-        self.run(stream, source, progress, None, Some(writer)).await
-    }
-
-    async fn run(
         &self,
         stream: &str,
         mut source: Box<dyn RecordSource>,
         progress: Option<Progress>,
-        on_commit: Option<Arc<dyn CommitSink>>,
-        writer: Option<Arc<dyn BatchWriter>>,
+        writer: Arc<dyn BatchWriter>,
     ) -> Result<StreamSummary, PipelineError> {
         let started = Instant::now();
         let schema = self.schema(stream)?;
         // The table must exist (and match the schema) before any of its partitions is registered.
         self.catalog.sync_table(&schema).await?;
         let source_name = source.name().to_string();
-        let tag = source.tag().to_string();
         let dead_dt = chrono::DateTime::from_timestamp_millis(source.batch_time_ms())
             .unwrap_or_default()
             .format("%Y-%m-%d")
@@ -198,19 +156,21 @@ impl Pipeline {
         let (max_records, max_bytes) =
             (self.options.batch_max_records, self.options.batch_max_bytes);
 
-        // Reader: a blocking thread cutting the source into batches, one batch ahead.
-        let (tx, rx) = mpsc::channel::<std::io::Result<RawBatch>>(1);
-        let reader = tokio::task::spawn_blocking(move || loop {
-            match source.next_batch(max_records, max_bytes) {
-                Ok(Some(batch)) => {
-                    if tx.blocking_send(Ok(batch)).is_err() {
+        // Reader: a task cutting the source into batches, one batch ahead.
+        let (tx, rx) = mpsc::channel::<Result<SourceBatch, SourceError>>(1);
+        let reader = tokio::spawn(async move {
+            loop {
+                match source.next_batch(max_records, max_bytes).await {
+                    Ok(Some(batch)) => {
+                        if tx.send(Ok(batch)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
                         return;
                     }
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
                 }
             }
         });
@@ -223,6 +183,7 @@ impl Pipeline {
             options: self.options.clone(),
             decoders: Mutex::new(Vec::new()),
             window: self.window(stream)?,
+            encode: self.encode.clone(),
             turn: watch::channel(0).0,
         });
         let batches = futures::stream::unfold((rx, 0u64), |(mut rx, seq)| async move {
@@ -243,11 +204,7 @@ impl Pipeline {
                 tokio::spawn(async move {
                     let _permit = permit
                         .map_err(|_| PipelineError::Internal("batch permits closed".into()))?;
-                    let raw = raw.map_err(|error| PipelineError::Read {
-                        source_name: shared.source_name.clone(),
-                        error,
-                    })?;
-                    shared.process(seq, raw).await
+                    shared.process(seq, raw?).await
                 })
             })
             .buffered(self.options.parallelism);
@@ -258,81 +215,33 @@ impl Pipeline {
             sources: vec![source_name.clone()],
             ..Default::default()
         };
-        let mut known_partitions = BTreeSet::new();
         while let Some(joined) = processed.next().await {
             let batch = joined
                 .map_err(|e| PipelineError::Internal(format!("batch task failed: {e}")))??;
             let mut reasons: Vec<String> = batch.dead.iter().map(|d| d.reason.clone()).collect();
-            let commit = match &writer {
-                Some(writer) => {
-                    let (first, last) = (batch.first, batch.last);
-                    writer
-                        .write(
-                            stream,
-                            ProcessedBatch {
-                                first,
-                                last,
-                                files: batch.files,
-                                dead_letters: batch.dead,
-                                dead_letter_dt: dead_dt.clone(),
-                            },
-                        )
-                        .await
-                        .map_err(|message| PipelineError::Delivery {
-                            source_name: source_name.clone(),
-                            first,
-                            last,
-                            message,
-                        })?
-                }
-                None => {
-                    let commit = self
-                        .lake
-                        .write_batch(
-                            stream,
-                            &BatchId::new(&tag, batch.first, batch.last),
-                            BatchSource {
-                                name: &source_name,
-                                first: batch.first,
-                                last: batch.last,
-                            },
-                            batch.files,
-                            &batch.dead,
-                            &dead_dt,
-                        )
-                        .await?;
-                    let new: Vec<_> = commit
-                        .files
-                        .iter()
-                        .map(|f| f.partition.clone())
-                        .filter(|p| known_partitions.insert(p.clone()))
-                        .collect();
-                    if !new.is_empty() {
-                        self.catalog.add_partitions(stream, &new).await?;
-                    }
-                    commit
-                }
-            };
-            if let Some(sink) = &self.sink {
-                sink.committed(&commit)
-                    .await
-                    .map_err(|message| PipelineError::Load {
-                        batch: commit.batch_id.to_string(),
-                        message,
-                    })?;
-            }
-            if let Some(hook) = &on_commit {
-                hook.committed(&commit)
-                    .await
-                    .map_err(|message| PipelineError::CommitHook {
-                        batch: commit.batch_id.to_string(),
-                        message,
-                    })?;
-            }
+            let (first, last) = batch.checkpoint.range();
+            let commit = writer
+                .write(
+                    stream,
+                    ProcessedBatch {
+                        files: batch.files,
+                        dead_letters: batch.dead,
+                        dead_letter_dt: dead_dt.clone(),
+                        checkpoint: batch.checkpoint,
+                    },
+                )
+                .await
+                .map_err(|error| PipelineError::Commit {
+                    source_name: source_name.clone(),
+                    first,
+                    last,
+                    error,
+                })?;
             summary.read += batch.records;
             summary.bytes_read += batch.bytes;
             summary.written += commit.rows();
             summary.duplicates += batch.duplicates;
+            summary.filtered += batch.filtered;
             summary.dead_lettered += commit.dead_letters;
             for reason in reasons.drain(..) {
                 *summary.dead_letter_reasons.entry(reason).or_default() += 1;
@@ -352,12 +261,18 @@ impl Pipeline {
             .await
             .map_err(|e| PipelineError::Internal(format!("reader task failed: {e}")))?;
         summary.elapsed = started.elapsed();
+        // Each batch was reconciled before its commit; this catches a writer whose manifest
+        // does not list what it was given.
         if !summary.reconciles() {
             return Err(PipelineError::Reconcile {
                 stream: stream.to_string(),
+                source_name,
+                first: "(first)".into(),
+                last: "(last)".into(),
                 read: summary.read,
                 written: summary.written,
                 duplicates: summary.duplicates,
+                filtered: summary.filtered,
                 dead: summary.dead_lettered,
             });
         }
@@ -374,19 +289,44 @@ struct Shared {
     options: PipelineOptions,
     decoders: Mutex<Vec<Decoder>>,
     window: Arc<Mutex<DedupWindow>>,
+    encode: EncodeFn,
     /// Sequence number of the batch whose turn it is to pass the dedup window.
     turn: watch::Sender<u64>,
 }
 
 /// A batch ready to commit.
 struct Processed {
-    first: u64,
-    last: u64,
+    checkpoint: Box<dyn Checkpoint>,
     records: u64,
     bytes: u64,
     duplicates: u64,
+    filtered: u64,
     files: Vec<EncodedFile>,
     dead: Vec<DeadLetter>,
+}
+
+impl Processed {
+    /// Every record of the batch is in exactly one outcome, each counted where it happened:
+    /// rows in the encoded files, dedup drops, transform drops, dead letters.
+    fn reconcile(&self, stream: &str, source_name: &str) -> Result<(), PipelineError> {
+        let written: u64 = self.files.iter().map(|f| f.rows as u64).sum();
+        let dead = self.dead.len() as u64;
+        if self.records == written + self.duplicates + self.filtered + dead {
+            return Ok(());
+        }
+        let (first, last) = self.checkpoint.range();
+        Err(PipelineError::Reconcile {
+            stream: stream.to_string(),
+            source_name: source_name.to_string(),
+            first,
+            last,
+            read: self.records,
+            written,
+            duplicates: self.duplicates,
+            filtered: self.filtered,
+            dead,
+        })
+    }
 }
 
 /// Passes the dedup turn to the next batch when dropped, also when a batch fails, so no task
@@ -403,19 +343,15 @@ impl Drop for Turn<'_> {
 }
 
 impl Shared {
-    async fn process(&self, seq: u64, raw: RawBatch) -> Result<Processed, PipelineError> {
-        let read_err = |error| PipelineError::Read {
-            source_name: self.source_name.clone(),
-            error,
-        };
+    async fn process(&self, seq: u64, batch: SourceBatch) -> Result<Processed, PipelineError> {
         let turn = Turn {
             tx: &self.turn,
             seq,
         };
-        let (first, last) = match (raw.positions.first(), raw.positions.last()) {
-            (Some(f), Some(l)) => (*f, *l),
-            _ => return Err(read_err(std::io::Error::other("empty batch"))),
-        };
+        let SourceBatch {
+            records: raw,
+            checkpoint,
+        } = batch;
         let decoded = {
             let mut decoder = self.take_decoder()?;
             let result = decoder.decode((0..raw.len()).map(|i| raw.record(i)));
@@ -428,10 +364,9 @@ impl Shared {
             .iter()
             .map(|r| {
                 let i = r.index as usize;
-                let position = raw.positions.get(i).copied().unwrap_or_default();
                 let source = DeadLetterSource {
                     name: self.source_name.clone(),
-                    position: position.to_string(),
+                    position: checkpoint.position(i),
                 };
                 DeadLetter::new(
                     &self.stream,
@@ -447,15 +382,17 @@ impl Shared {
         // before the transform, which is where a batch needs the most memory.
         let (records, bytes) = (raw.len() as u64, raw.data_len());
         drop(raw);
-        let accepted = decoded.batch.num_rows() as u64;
-        let transformed = if accepted > 0 {
+        let transformed = if decoded.batch.num_rows() > 0 {
             self.transformer
                 .transform(&self.stream, decoded.batch)
                 .await?
         } else {
-            Vec::new()
+            Transformed {
+                batches: Vec::new(),
+                duplicates: 0,
+                filtered: 0,
+            }
         };
-        let after_sql: u64 = transformed.iter().map(|b| b.num_rows() as u64).sum();
 
         // Cross-batch dedup, strictly in batch order.
         let mut rx = self.turn.subscribe();
@@ -467,9 +404,9 @@ impl Shared {
                 .window
                 .lock()
                 .map_err(|_| PipelineError::Internal("dedup window lock poisoned".into()))?;
-            let mut kept: Vec<RecordBatch> = Vec::with_capacity(transformed.len());
+            let mut kept: Vec<RecordBatch> = Vec::with_capacity(transformed.batches.len());
             let mut dropped = 0;
-            for b in transformed {
+            for b in transformed.batches {
                 let (k, d) = window.apply(b).map_err(etl_lake::LakeError::from)?;
                 dropped += d;
                 kept.push(k);
@@ -478,21 +415,23 @@ impl Shared {
         };
         drop(turn);
 
-        let files = encode_partitions(
+        let files = (self.encode)(
             &self.stream,
             &self.schema.lake_arrow_schema(),
             &kept,
             &self.options.parquet,
         )?;
-        Ok(Processed {
-            first,
-            last,
+        let batch = Processed {
+            checkpoint,
             records,
             bytes,
-            duplicates: (accepted - after_sql) + cross,
+            duplicates: transformed.duplicates + cross,
+            filtered: transformed.filtered,
             files,
             dead,
-        })
+        };
+        batch.reconcile(&self.stream, &self.source_name)?;
+        Ok(batch)
     }
 
     fn take_decoder(&self) -> Result<Decoder, PipelineError> {

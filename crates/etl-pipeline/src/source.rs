@@ -1,6 +1,10 @@
-//! Record sources. A source hands out raw records in batches, each record with its position.
+//! The source contract ([`RecordSource`], [`Checkpoint`], [`SourceError`]) and the file
+//! source ([`LineSource`]). What a new source (e.g. Kafka) implements is written in
+//! `docs/pipeline.md`, "Adding a source".
 
+use async_trait::async_trait;
 use flate2::read::MultiGzDecoder;
+use std::any::Any;
 use std::io::{BufRead, BufReader, Read};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -11,8 +15,108 @@ pub struct RawBatch {
     pub data: Vec<u8>,
     /// `(start, end)` of each record in `data`.
     pub ranges: Vec<(usize, usize)>,
-    /// Source position of each record (line number for files).
-    pub positions: Vec<u64>,
+}
+
+/// Where a batch's records are in their source, made by the source and opaque to the pipeline:
+/// it travels with the batch and is handed back to the source's writer ([`crate::BatchWriter`])
+/// with the processed batch, which commits it in the same commit as the data
+/// (`docs/delivery.md`). Kinesis: the shard and each record's sequence and sub-sequence number;
+/// files: line numbers ([`Lines`]).
+pub trait Checkpoint: Send + Sync + std::fmt::Debug + 'static {
+    /// The position of record `i` of the batch as text (dead letters name it).
+    fn position(&self, i: usize) -> String;
+    /// The first and last position of the batch as text.
+    fn range(&self) -> (String, String);
+    /// The concrete checkpoint, for the source's own writer.
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
+
+/// One batch of a source: its records and where they are.
+#[derive(Debug)]
+pub struct SourceBatch {
+    /// The records' bytes.
+    pub records: RawBatch,
+    /// Where they are in the source; one position per record.
+    pub checkpoint: Box<dyn Checkpoint>,
+}
+
+/// Line numbers (1-based) of a batch's records: the checkpoint of files, stdin and dead-letter
+/// replays, committed by the pipeline's own writer as the batch id `<tag>-<first>-<last>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lines(pub Vec<u64>);
+
+impl Lines {
+    /// First and last line.
+    pub fn bounds(&self) -> (u64, u64) {
+        (
+            self.0.first().copied().unwrap_or_default(),
+            self.0.last().copied().unwrap_or_default(),
+        )
+    }
+}
+
+impl Checkpoint for Lines {
+    fn position(&self, i: usize) -> String {
+        self.0.get(i).copied().unwrap_or_default().to_string()
+    }
+    fn range(&self) -> (String, String) {
+        let (first, last) = self.bounds();
+        (first.to_string(), last.to_string())
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
+}
+
+/// Why a source could not hand on a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Reading failed (a file, stdin).
+    #[error("reading {source_name} failed: {error}")]
+    Io {
+        source_name: String,
+        #[source]
+        error: std::io::Error,
+    },
+    /// The source cannot go on, e.g. a shard reader failed for good.
+    #[error("{source_name}: {message}")]
+    Failed {
+        source_name: String,
+        message: String,
+        /// Whether running again later may succeed (a service was unavailable) rather than
+        /// never (a stream that does not exist, permissions).
+        retryable: bool,
+    },
+}
+
+impl SourceError {
+    /// Whether running again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SourceError::Io { .. } => false,
+            SourceError::Failed { retryable, .. } => *retryable,
+        }
+    }
+}
+
+/// Where records come from: files, stdin, dead-letter replays, Kinesis; a Kafka source would be
+/// one more implementation (see `docs/pipeline.md`).
+#[async_trait]
+pub trait RecordSource: Send {
+    /// Human-readable name (a path, `-` for stdin, `kinesis:<stream>`).
+    fn name(&self) -> &str;
+    /// Stable tag used in batch ids: the same source gives the same tag on a re-run.
+    fn tag(&self) -> &str;
+    /// A time for the batch's dead-letter partition, stable for the same input (file mtime).
+    fn batch_time_ms(&self) -> i64;
+    /// The next batch of up to `max_records` records or about `max_bytes` bytes, with its
+    /// checkpoint; `None` at the end. Must not block the async runtime (blocking reads go
+    /// through `spawn_blocking`).
+    async fn next_batch(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Option<SourceBatch>, SourceError>;
 }
 
 impl RawBatch {
@@ -37,35 +141,25 @@ impl RawBatch {
     }
 }
 
-/// Where records come from.
-pub trait RecordSource: Send {
-    /// Human-readable name (a path, `-` for stdin, a shard).
-    fn name(&self) -> &str;
-    /// Stable tag used in batch ids: the same source gives the same tag on a re-run.
-    fn tag(&self) -> &str;
-    /// A time for the batch's dead-letter partition, stable for the same input (file mtime).
-    fn batch_time_ms(&self) -> i64;
-    /// Reads up to `max_records` records or about `max_bytes` bytes; `None` at the end.
-    fn next_batch(
-        &mut self,
-        max_records: usize,
-        max_bytes: usize,
-    ) -> std::io::Result<Option<RawBatch>>;
-}
-
 /// NDJSON lines from a file or stdin, gzip detected by its magic bytes. Empty lines are skipped;
 /// a trailing `\r` is removed. Positions are 1-based line numbers.
 ///
 /// Reads in chunks of [`READ_CHUNK`] bytes straight into the batch's buffer and cuts lines there
 /// (no per-line copy); the bytes after the last line of a batch start the next batch.
 pub struct LineSource {
+    /// The blocking reader, moved into a blocking task for each batch (`None` while it is there).
+    lines: Option<LineReader>,
+    name: String,
+    tag: String,
+    time_ms: i64,
+}
+
+/// The blocking half of [`LineSource`].
+struct LineReader {
     reader: Box<dyn Read + Send>,
     /// Bytes read but not handed on yet: the beginning of the next batch.
     carry: Vec<u8>,
     eof: bool,
-    name: String,
-    tag: String,
-    time_ms: i64,
     line: u64,
     /// Mean bytes per line of the last batch (sizes the next batch's buffer).
     line_bytes: Option<usize>,
@@ -123,19 +217,29 @@ impl LineSource {
             Box::new(buffered)
         };
         LineSource {
-            reader,
-            carry: Vec::new(),
-            eof: false,
+            lines: Some(LineReader {
+                reader,
+                carry: Vec::new(),
+                eof: false,
+                line: 0,
+                line_bytes: None,
+            }),
             name: name.to_string(),
             tag: tag.to_string(),
             time_ms,
-            line: 0,
-            line_bytes: None,
         }
     }
+}
 
+impl LineReader {
     /// Records line `data[start..end]` (without its `\n`) unless it is blank.
-    fn push_line(&mut self, batch: &mut RawBatch, start: usize, mut end: usize) {
+    fn push_line(
+        &mut self,
+        batch: &mut RawBatch,
+        lines: &mut Vec<u64>,
+        start: usize,
+        mut end: usize,
+    ) {
         self.line += 1;
         if batch.data[start..end].ends_with(b"\r") {
             end -= 1;
@@ -144,10 +248,11 @@ impl LineSource {
             return;
         }
         batch.ranges.push((start, end));
-        batch.positions.push(self.line);
+        lines.push(self.line);
     }
 }
 
+#[async_trait]
 impl RecordSource for LineSource {
     fn name(&self) -> &str {
         &self.name
@@ -158,11 +263,42 @@ impl RecordSource for LineSource {
     fn batch_time_ms(&self) -> i64 {
         self.time_ms
     }
+    async fn next_batch(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Option<SourceBatch>, SourceError> {
+        let io = |error| SourceError::Io {
+            source_name: self.name.clone(),
+            error,
+        };
+        let Some(mut lines) = self.lines.take() else {
+            return Err(io(std::io::Error::other(
+                "an earlier read of this source failed",
+            )));
+        };
+        let (lines, read) = tokio::task::spawn_blocking(move || {
+            let read = lines.next_batch(max_records, max_bytes);
+            (lines, read)
+        })
+        .await
+        .map_err(|e| io(std::io::Error::other(format!("reader task failed: {e}"))))?;
+        self.lines = Some(lines);
+        Ok(read.map_err(io)?.map(|(records, lines)| SourceBatch {
+            records,
+            checkpoint: Box::new(Lines(lines)),
+        }))
+    }
+}
+
+impl LineReader {
+    /// Cuts the next batch of lines (blocking).
     fn next_batch(
         &mut self,
         max_records: usize,
         max_bytes: usize,
-    ) -> std::io::Result<Option<RawBatch>> {
+    ) -> std::io::Result<Option<(RawBatch, Vec<u64>)>> {
+        let mut lines = Vec::new();
         let mut batch = RawBatch {
             data: std::mem::take(&mut self.carry),
             ..Default::default()
@@ -188,7 +324,7 @@ impl RecordSource for LineSource {
         while batch.len() < max_records && pos < max_bytes {
             if let Some(i) = memchr::memchr(b'\n', &batch.data[scanned..]) {
                 let end = scanned + i;
-                self.push_line(&mut batch, pos, end);
+                self.push_line(&mut batch, &mut lines, pos, end);
                 pos = end + 1;
                 scanned = pos;
                 continue;
@@ -197,7 +333,7 @@ impl RecordSource for LineSource {
             if self.eof {
                 if pos < batch.data.len() {
                     let end = batch.data.len();
-                    self.push_line(&mut batch, pos, end);
+                    self.push_line(&mut batch, &mut lines, pos, end);
                     pos = end;
                 }
                 break;
@@ -216,6 +352,10 @@ impl RecordSource for LineSource {
         if !batch.is_empty() {
             self.line_bytes = Some(pos.div_ceil(batch.len()));
         }
-        Ok(if batch.is_empty() { None } else { Some(batch) })
+        Ok(if batch.is_empty() {
+            None
+        } else {
+            Some((batch, lines))
+        })
     }
 }

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
-/// Counts of one stream's run. `read == written + duplicates + dead_lettered` always holds for a
-/// finished run ([`StreamSummary::reconciles`]).
+/// Counts of one stream's run. `read == written + duplicates + filtered + dead_lettered` holds
+/// for every committed batch and so for a finished run ([`StreamSummary::reconciles`]); each
+/// count is taken where its outcome happens (decoder, dedup steps, transform SQL, encoded files).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StreamSummary {
     /// Stream name.
@@ -19,8 +20,11 @@ pub struct StreamSummary {
     pub bytes_read: u64,
     /// Rows written to the lake.
     pub written: u64,
-    /// Records dropped because their event_id was already written.
+    /// Records dropped by the dedup steps: an earlier record of the batch or of the dedup
+    /// window had the same `event_id`.
     pub duplicates: u64,
+    /// Records the transform SQL dropped (its `WHERE`).
+    pub filtered: u64,
     /// Records sent to dead letters.
     pub dead_lettered: u64,
     /// Dead letters by reason code.
@@ -43,9 +47,9 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl StreamSummary {
-    /// Whether every record read is written, a duplicate, or a dead letter.
+    /// Whether every record read is written, a duplicate, filtered, or a dead letter.
     pub fn reconciles(&self) -> bool {
-        self.read == self.written + self.duplicates + self.dead_lettered
+        self.read == self.written + self.duplicates + self.filtered + self.dead_lettered
     }
 
     /// Adds another run's counts (several sources of one stream).
@@ -55,6 +59,7 @@ impl StreamSummary {
         self.bytes_read += other.bytes_read;
         self.written += other.written;
         self.duplicates += other.duplicates;
+        self.filtered += other.filtered;
         self.dead_lettered += other.dead_lettered;
         for (k, v) in &other.dead_letter_reasons {
             *self.dead_letter_reasons.entry(k.clone()).or_default() += v;
@@ -82,8 +87,13 @@ impl fmt::Display for StreamSummary {
         let check = if self.reconciles() { "ok" } else { "MISMATCH" };
         writeln!(
             f,
-            "{}: read {} = written {} + duplicates {} + dead-lettered {} [{check}]",
-            self.stream, self.read, self.written, self.duplicates, self.dead_lettered
+            "{}: read {} = written {} + duplicates {} + filtered {} + dead-lettered {} [{check}]",
+            self.stream,
+            self.read,
+            self.written,
+            self.duplicates,
+            self.filtered,
+            self.dead_lettered
         )?;
         if !self.dead_letter_reasons.is_empty() {
             let reasons: Vec<String> = self

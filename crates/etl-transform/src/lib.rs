@@ -45,8 +45,26 @@ pub enum TransformError {
     },
     #[error("transform SQL {origin} returns the wrong columns: {message}. It must return the lake columns of the stream in schema order, then `dt` and `hour`")]
     Shape { origin: String, message: String },
+    #[error("transform SQL {origin} returned {output} rows for {input} input rows: a transform keeps, changes or drops records (WHERE), it never adds any")]
+    Grew {
+        origin: String,
+        input: u64,
+        output: u64,
+    },
     #[error("internal Arrow error in the transform step: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+}
+
+/// What the transform made of one decoded batch, with every row accounted for:
+/// `input rows = duplicates + filtered + rows of batches`.
+#[derive(Debug)]
+pub struct Transformed {
+    /// The stream's lake columns plus `dt` and `hour`.
+    pub batches: Vec<RecordBatch>,
+    /// Rows dropped because an earlier row of the batch had the same `event_id`.
+    pub duplicates: u64,
+    /// Rows the transform SQL dropped (its `WHERE`).
+    pub filtered: u64,
 }
 
 /// One stream's transform query.
@@ -183,12 +201,13 @@ impl Transformer {
         Ok(filter_record_batch(&batch, &BooleanArray::from(keep))?)
     }
 
-    /// Transforms one decoded batch of `stream`; the result has the stream's transformed schema.
+    /// Transforms one decoded batch of `stream`: dedup on `event_id`, then the SQL. The result
+    /// has the stream's transformed schema and counts what each step dropped.
     pub async fn transform(
         &self,
         stream: &str,
         decoded: RecordBatch,
-    ) -> Result<Vec<RecordBatch>, TransformError> {
+    ) -> Result<Transformed, TransformError> {
         let st = self
             .streams
             .get(stream)
@@ -200,14 +219,32 @@ impl Transformer {
         };
         let ctx = SessionContext::new_with_config(self.config.clone());
         functions::register(&ctx, &self.key);
-        ctx.register_batch("input", Self::dedup_first(decoded)?)
-            .map_err(sql_err)?;
+        let input = decoded.num_rows() as u64;
+        let unique = Self::dedup_first(decoded)?;
+        let duplicates = input - unique.num_rows() as u64;
+        let sql_input = unique.num_rows() as u64;
+        ctx.register_batch("input", unique).map_err(sql_err)?;
         let df = ctx.sql(&st.sql.sql).await.map_err(sql_err)?;
-        let batches = df.collect().await.map_err(sql_err)?;
-        batches
+        let batches = df
+            .collect()
+            .await
+            .map_err(sql_err)?
             .into_iter()
             .map(|b| conform(b, &st.expected, origin))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        let output: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        if output > sql_input {
+            return Err(TransformError::Grew {
+                origin: origin.clone(),
+                input: sql_input,
+                output,
+            });
+        }
+        Ok(Transformed {
+            batches,
+            duplicates,
+            filtered: sql_input - output,
+        })
     }
 }
 

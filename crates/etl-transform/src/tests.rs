@@ -79,6 +79,8 @@ fn call_batch() -> RecordBatch {
 async fn call_transform_masks_flattens_partitions_and_dedups() {
     let t = Transformer::new(&schemas(), embedded_sql(), key()).unwrap();
     let out = t.transform("call_events", call_batch()).await.unwrap();
+    assert_eq!((out.duplicates, out.filtered), (1, 0));
+    let out = out.batches;
     let batch = arrow::compute::concat_batches(&out[0].schema(), &out).unwrap();
     assert_eq!(batch.num_rows(), 2, "the repeated event_id is dropped");
     let col = |name: &str| batch.column_by_name(name).unwrap().clone();
@@ -150,6 +152,43 @@ async fn a_query_with_the_wrong_columns_is_refused_with_the_file_name() {
         err.contains("bad.sql") && err.contains("expected 20 columns"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn rows_a_where_drops_are_counted_as_filtered_not_as_duplicates() {
+    let mut sql = embedded_sql();
+    let call = sql.iter_mut().find(|s| s.stream == "call_events").unwrap();
+    call.sql = call
+        .sql
+        .replace("FROM input", "FROM input WHERE region IS NOT NULL");
+    assert!(
+        call.sql.contains("WHERE region"),
+        "the transform has a WHERE"
+    );
+    let t = Transformer::new(&schemas(), sql, key()).unwrap();
+    // 3 rows: e1 (us-east-1), e2 (no region), e1 again.
+    let out = t.transform("call_events", call_batch()).await.unwrap();
+    assert_eq!(out.duplicates, 1, "the second e1");
+    assert_eq!(out.filtered, 1, "e2 has no region");
+    let rows: usize = out.batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 1);
+}
+
+#[tokio::test]
+async fn a_query_that_adds_rows_is_refused() {
+    let mut sql = embedded_sql();
+    let call = sql.iter_mut().find(|s| s.stream == "call_events").unwrap();
+    call.sql = format!(
+        "{0} UNION ALL {0}",
+        call.sql.replace("ORDER BY occurred_at, event_id", "")
+    );
+    let t = Transformer::new(&schemas(), sql, key()).unwrap();
+    let err = t
+        .transform("call_events", call_batch())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("returned 4 rows for 2 input rows"), "{err}");
 }
 
 #[test]

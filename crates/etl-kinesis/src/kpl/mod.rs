@@ -334,5 +334,4 @@ impl Aggregator {
 }
 
 #[cfg(test)]
-#[path = "kpl_tests.rs"]
 mod tests;

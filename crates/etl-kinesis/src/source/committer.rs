@@ -2,7 +2,7 @@
 //! [`PositionCommitter`] commits one batch (one shard's records) as the next record of the
 //! shard's commit log, with the shard position, through `etl_lake::delivery`.
 
-use super::{chrono_now_ms, BatchInfo, PositionCommitter};
+use super::{chrono_now_ms, KinesisCheckpoint, PositionCommitter};
 use crate::positions::ShardPosition;
 use crate::KinesisError;
 use async_trait::async_trait;
@@ -10,13 +10,9 @@ use etl_lake::catalog::Catalog;
 use etl_lake::delivery::{prepare_batch, BatchFile, DeliveryError, FailPoint};
 use etl_lake::raw::{encode_raw, raw_file, RawLine};
 use etl_lake::{BatchCommit, BatchId, Lake, PositionRange};
-use etl_pipeline::{BatchWriter, ProcessedBatch};
+use etl_pipeline::{BatchWriter, CommitError, ProcessedBatch};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-
-pub(super) fn delivery_error(e: DeliveryError) -> KinesisError {
-    KinesisError::Delivery(e.to_string())
-}
 
 /// Where the consumer delivers: the lake, the table (the pipeline stream), the catalog that
 /// partitions are registered in, and the writer's name in commit records.
@@ -69,13 +65,13 @@ fn raw_archive_file(
     table: &str,
     shard: &str,
     batch_id: &BatchId,
-    info: &BatchInfo,
+    info: &KinesisCheckpoint,
 ) -> Result<Option<BatchFile>, KinesisError> {
     let Some((data, ranges)) = &info.raw else {
         return Ok(None);
     };
     if ranges.len() != info.positions.len() {
-        return Err(KinesisError::Delivery(format!(
+        return Err(KinesisError::Committer(format!(
             "batch {batch_id}: {} raw records for {} positions",
             ranges.len(),
             info.positions.len()
@@ -114,53 +110,41 @@ impl PositionCommitter {
     ) -> Result<BatchCommit, KinesisError> {
         let shared = &self.shared;
         if table != shared.target.table {
-            return Err(KinesisError::Delivery(format!(
+            return Err(KinesisError::Committer(format!(
                 "the source delivers to table {} but the pipeline runs stream {table}",
                 shared.target.table
             )));
         }
-        let (info, resume, k) = {
-            let mut state = shared.lock();
-            let info = state.ledger.remove(&batch.last).ok_or_else(|| {
-                KinesisError::Delivery(format!(
-                    "no batch of this source ends at ordinal {}",
-                    batch.last
-                ))
+        let info = batch
+            .checkpoint
+            .into_any()
+            .downcast::<KinesisCheckpoint>()
+            .map_err(|_| {
+                KinesisError::Committer(
+                    "the Kinesis committer was given a batch of another source".into(),
+                )
             })?;
-            let resume = state.resume.get(info.shard.as_ref()).cloned();
+        let shard = info.shard.to_string();
+        let (resume, k) = {
+            let mut state = shared.lock();
+            let resume = state.resume.get(&shard).cloned();
             let k = state.commits;
             state.commits += 1;
-            (info, resume, k)
+            (resume, k)
         };
-        let shard = info.shard.to_string();
         let resume = resume.ok_or_else(|| {
-            KinesisError::Delivery(format!("shard {shard} has no recovered commit log"))
+            KinesisError::Committer(format!("shard {shard} has no recovered commit log"))
         })?;
         let (Some(first), Some(last)) = (info.positions.first(), info.positions.last()) else {
-            return Err(KinesisError::Delivery(format!(
+            return Err(KinesisError::Committer(format!(
                 "empty batch of shard {shard}"
             )));
         };
-        if info.first_ordinal != batch.first {
-            return Err(KinesisError::Delivery(format!(
-                "batch {}..={} does not match the ledger (first ordinal {})",
-                batch.first, batch.last, info.first_ordinal
-            )));
-        }
         let (first_text, last_text) = (first.to_text(), last.to_text());
         let source_name = format!("kinesis:{}/{shard}", shared.stream);
+        // Positions came from the checkpoint; the name says which shard.
         let mut dead = batch.dead_letters;
         for d in &mut dead {
-            let position = d
-                .source
-                .position
-                .parse::<u64>()
-                .ok()
-                .and_then(|o| o.checked_sub(info.first_ordinal))
-                .and_then(|i| info.positions.get(i as usize));
-            if let Some(p) = position {
-                d.source.position = p.to_text();
-            }
             d.source.name = source_name.clone();
         }
         let batch_id = BatchId::for_range(&shard, &first_text, &last_text);
@@ -194,7 +178,7 @@ impl PositionCommitter {
                     "{e}. Another consumer is writing shard {shard} of Kinesis stream {}; this one stops",
                     shared.stream
                 )),
-                other => delivery_error(other),
+                other => KinesisError::Delivery(other),
             })?;
         tracing::debug!(
             stream = shared.stream,
@@ -205,7 +189,9 @@ impl PositionCommitter {
         );
         let mut state = shared.lock();
         state.resume.insert(shard.clone(), next);
-        state.committed_ordinal = state.committed_ordinal.max(batch.last);
+        if let Some(n) = state.in_flight.get_mut(&shard) {
+            *n = n.saturating_sub(1);
+        }
         state.committed.insert(
             shard.clone(),
             ShardPosition {
@@ -220,8 +206,11 @@ impl PositionCommitter {
 
 #[async_trait]
 impl BatchWriter for PositionCommitter {
-    async fn write(&self, stream: &str, batch: ProcessedBatch) -> Result<BatchCommit, String> {
-        self.commit(stream, batch).await.map_err(|e| e.to_string())
+    async fn write(&self, stream: &str, batch: ProcessedBatch) -> Result<BatchCommit, CommitError> {
+        self.commit(stream, batch).await.map_err(|e| {
+            let kind = e.kind();
+            CommitError::new(kind, e)
+        })
     }
 }
 

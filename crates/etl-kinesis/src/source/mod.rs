@@ -2,13 +2,12 @@
 //! micro-batches, and [`PositionCommitter`], the pipeline's `BatchWriter` that commits each batch
 //! with the exactly-once protocol of `docs/delivery.md` (`etl_lake::delivery`).
 //!
-//! The seam with `etl-pipeline`: a batch's `positions` are **ordinals** (1, 2, 3, … in the order
-//! records enter batches during this run). Every batch holds records of **one shard**; a side
-//! table (the ledger) maps the batch's last ordinal to its shard and the `(sequence,
-//! sub-sequence)` position of each record. The committer looks the batch up, names it
-//! `<shard>-<first position>-<last position>` (positions as `<sequence>.<sub-sequence>`), puts
-//! the real positions into its dead letters, and commits data, dead letters, the raw archive
-//! file (`LakeTarget::raw_archive`, on by default) and manifest as
+//! The seam with `etl-pipeline`: every batch holds records of **one shard** and carries a
+//! [`KinesisCheckpoint`] (the shard and the `(sequence, sub-sequence)` position of each record,
+//! their arrival times and, for the raw archive, their bytes). The committer gets it back with
+//! the processed batch, names the batch `<shard>-<first position>-<last position>` (positions as
+//! `<sequence>.<sub-sequence>`), and commits data, dead letters, the raw archive file
+//! (`LakeTarget::raw_archive`, on by default) and manifest as
 //! record `n` of the shard's commit log `_delivery/<table>/<kinesis stream>/<shard>/`. The
 //! record holds the shard position, so data and position are committed by one conditional
 //! create; a replay of the same range after a crash rolls the record forward instead of adding
@@ -19,10 +18,12 @@ use crate::positions::{LakePositionStore, PositionStore, RecordPosition, ShardPo
 use crate::reader::{read_shard, ReadRecord, ReaderOptions, ShardEvent, StartPosition};
 use crate::shards::{list_shards, readable_shards, ShardInfo};
 use crate::KinesisError;
+use async_trait::async_trait;
 use etl_aws::kinesis::Client;
 use etl_lake::delivery::{Delivery, Resume};
-use etl_pipeline::source::{RawBatch, RecordSource};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use etl_pipeline::source::{Checkpoint, RawBatch, RecordSource, SourceBatch, SourceError};
+use std::any::Any;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -73,16 +74,35 @@ impl StopHandle {
     }
 }
 
-/// One batch handed on and not yet committed.
-struct BatchInfo {
-    shard: Arc<str>,
-    first_ordinal: u64,
+/// Where a batch of one shard is: the checkpoint [`PositionCommitter`] commits with the data.
+#[derive(Debug)]
+pub struct KinesisCheckpoint {
+    /// The shard.
+    pub shard: Arc<str>,
     /// Position of each record, in batch order.
-    positions: Vec<RecordPosition>,
+    pub positions: Vec<RecordPosition>,
     /// Arrival time of each record (epoch ms), in batch order.
-    arrivals: Vec<Option<i64>>,
+    pub arrivals: Vec<Option<i64>>,
     /// The batch's bytes and record ranges, kept for the raw archive (`LakeTarget::raw_archive`).
     raw: Option<RawCopy>,
+}
+
+impl Checkpoint for KinesisCheckpoint {
+    fn position(&self, i: usize) -> String {
+        self.positions
+            .get(i)
+            .map(RecordPosition::to_text)
+            .unwrap_or_default()
+    }
+    fn range(&self) -> (String, String) {
+        (
+            format!("{}/{}", self.shard, self.position(0)),
+            self.position(self.positions.len().saturating_sub(1)),
+        )
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
 }
 
 /// A batch's bytes, back to back, and each record's `(start, end)` in them.
@@ -91,27 +111,23 @@ type RawCopy = (Vec<u8>, Vec<(usize, usize)>);
 /// State shared by the source, the committer and the discovery task.
 #[derive(Default)]
 struct State {
-    /// Batch last ordinal → the batch's shard and positions.
-    ledger: BTreeMap<u64, BatchInfo>,
-    /// Last ordinal whose batch is committed.
-    committed_ordinal: u64,
+    /// Per shard: batches handed on and not committed yet.
+    in_flight: HashMap<String, u64>,
     /// Commits made by this run (for the test fail point).
     commits: u64,
     /// Committed positions by shard (from the commit logs) and finished marks.
     committed: HashMap<String, ShardPosition>,
     /// Where each shard's commit log continues.
     resume: HashMap<String, Resume>,
-    /// Per shard: ordinal of its last record handed on in a batch.
-    last_cut: HashMap<String, u64>,
     /// Shards with a running reader.
     reading: HashSet<String>,
     /// Shards whose reader is at the tip.
     caught_up: HashSet<String>,
     /// Shards read to their end whose records are not all handed on yet.
     finished_unmarked: HashSet<String>,
-    /// Shards read to their end, all records handed on: shard → ordinal that must be committed
-    /// before the end is.
-    finish_ready: HashMap<String, u64>,
+    /// Shards read to their end, all records handed on: their end is committed once their
+    /// batches in flight are.
+    finish_ready: HashSet<String>,
     /// The last discovery pass started nothing and no end was committed since.
     settled: bool,
     /// `MillisBehindLatest` by shard.
@@ -129,9 +145,7 @@ struct Shared {
     state: Mutex<State>,
 }
 
-#[path = "committer.rs"]
 mod committer;
-use committer::delivery_error;
 pub use committer::{writer_name, LakeTarget};
 
 impl Shared {
@@ -172,7 +186,7 @@ impl Shared {
                 .reading
                 .iter()
                 .chain(&state.finished_unmarked)
-                .chain(state.finish_ready.keys())
+                .chain(state.finish_ready.iter())
                 .cloned()
                 .collect();
             let ready: Vec<ShardInfo> = readable_shards(&shards, &finished, &busy)
@@ -196,7 +210,7 @@ impl Shared {
                         state.reading.remove(&s.shard_id);
                     }
                     state.settled = false;
-                    return Err(delivery_error(e));
+                    return Err(KinesisError::Delivery(e));
                 }
             };
             let logged = match &resume.after {
@@ -259,8 +273,8 @@ impl Shared {
             state
                 .finish_ready
                 .iter()
-                .filter(|(_, ordinal)| **ordinal <= state.committed_ordinal)
-                .map(|(shard, _)| ShardPosition {
+                .filter(|shard| state.in_flight.get(*shard).copied().unwrap_or(0) == 0)
+                .map(|shard| ShardPosition {
                     shard_id: shard.clone(),
                     last: state.committed.get(shard).and_then(|p| p.last.clone()),
                     finished: true,
@@ -299,9 +313,7 @@ struct Queue {
 pub struct KinesisSource {
     shared: Arc<Shared>,
     rx: mpsc::Receiver<ShardEvent>,
-    runtime: tokio::runtime::Handle,
     queues: HashMap<Arc<str>, Queue>,
-    next_ordinal: u64,
     name: String,
     tag: String,
     started_ms: i64,
@@ -391,9 +403,7 @@ pub async fn open_source(
     let source = KinesisSource {
         shared: shared.clone(),
         rx,
-        runtime: tokio::runtime::Handle::current(),
         queues: HashMap::new(),
-        next_ordinal: 1,
         name: format!("kinesis:{stream}"),
         tag: format!("{stream}-{started_ms}"),
         started_ms,
@@ -410,7 +420,7 @@ fn chrono_now_ms() -> i64 {
 }
 
 impl KinesisSource {
-    fn handle(&mut self, event: ShardEvent) -> std::io::Result<()> {
+    fn handle(&mut self, event: ShardEvent) -> Result<(), SourceError> {
         let mut state = self.shared.lock();
         match event {
             ShardEvent::Records {
@@ -439,7 +449,11 @@ impl KinesisSource {
                 state.finished_unmarked.insert(shard_id);
             }
             ShardEvent::Failed { shard_id, error } => {
-                return Err(std::io::Error::other(format!("shard {shard_id}: {error}")));
+                return Err(SourceError::Failed {
+                    source_name: self.name.clone(),
+                    message: format!("shard {shard_id}: {error}"),
+                    retryable: false,
+                });
             }
         }
         Ok(())
@@ -459,8 +473,7 @@ impl KinesisSource {
             .collect();
         for shard in done {
             state.finished_unmarked.remove(&shard);
-            let ordinal = state.last_cut.get(&shard).copied().unwrap_or(0);
-            state.finish_ready.insert(shard, ordinal);
+            state.finish_ready.insert(shard);
         }
     }
 
@@ -495,12 +508,11 @@ impl KinesisSource {
             .map(|(s, _)| s.clone())
     }
 
-    /// Cuts one batch of `shard`'s records and notes it in the ledger.
-    fn cut(&mut self, shard: Arc<str>, max_records: usize, max_bytes: usize) -> RawBatch {
+    /// Cuts one batch of `shard`'s records, with its checkpoint.
+    fn cut(&mut self, shard: Arc<str>, max_records: usize, max_bytes: usize) -> SourceBatch {
         let mut batch = RawBatch::default();
         let mut positions = Vec::new();
         let mut arrivals = Vec::new();
-        let first_ordinal = self.next_ordinal;
         if let Some(queue) = self.queues.get_mut(&shard) {
             while batch.len() < max_records && (batch.is_empty() || batch.data.len() < max_bytes) {
                 let Some(record) = queue.records.pop_front() else {
@@ -510,10 +522,8 @@ impl KinesisSource {
                 let start = batch.data.len();
                 batch.data.extend_from_slice(&record.data);
                 batch.ranges.push((start, batch.data.len()));
-                batch.positions.push(self.next_ordinal);
                 positions.push(record.position);
                 arrivals.push(record.arrival_ms);
-                self.next_ordinal += 1;
             }
             queue.since = if queue.records.is_empty() {
                 None
@@ -527,24 +537,23 @@ impl KinesisSource {
             .raw_archive
             .then(|| (batch.data.clone(), batch.ranges.clone()));
         let mut state = self.shared.lock();
-        if let Some(&last) = batch.positions.last() {
-            state.last_cut.insert(shard.to_string(), last);
-            state.ledger.insert(
-                last,
-                BatchInfo {
-                    shard,
-                    first_ordinal,
-                    positions,
-                    arrivals,
-                    raw,
-                },
-            );
+        if !batch.is_empty() {
+            *state.in_flight.entry(shard.to_string()).or_default() += 1;
         }
         self.settle_finished(&mut state);
-        batch
+        SourceBatch {
+            records: batch,
+            checkpoint: Box::new(KinesisCheckpoint {
+                shard,
+                positions,
+                arrivals,
+                raw,
+            }),
+        }
     }
 }
 
+#[async_trait]
 impl RecordSource for KinesisSource {
     fn name(&self) -> &str {
         &self.name
@@ -555,17 +564,17 @@ impl RecordSource for KinesisSource {
     fn batch_time_ms(&self) -> i64 {
         self.started_ms
     }
-    fn next_batch(
+    async fn next_batch(
         &mut self,
         max_records: usize,
         max_bytes: usize,
-    ) -> std::io::Result<Option<RawBatch>> {
+    ) -> Result<Option<SourceBatch>, SourceError> {
         loop {
             let stopping = self.stop.is_stopped()
                 || (self.shared.options.stop_when_caught_up && self.drained());
             if let Some(shard) = self.due(max_records, max_bytes, stopping) {
                 let batch = self.cut(shard, max_records, max_bytes);
-                if !batch.is_empty() {
+                if !batch.records.is_empty() {
                     return Ok(Some(batch));
                 }
             }
@@ -586,12 +595,15 @@ impl RecordSource for KinesisSource {
                 .min()
                 .unwrap_or(Duration::from_millis(100))
                 .min(Duration::from_millis(100));
-            let received = self
-                .runtime
-                .block_on(async { tokio::time::timeout(wait, self.rx.recv()).await });
-            match received {
+            match tokio::time::timeout(wait, self.rx.recv()).await {
                 Ok(Some(event)) => self.handle(event)?,
-                Ok(None) => return Err(std::io::Error::other("every shard reader is gone")),
+                Ok(None) => {
+                    return Err(SourceError::Failed {
+                        source_name: self.name.clone(),
+                        message: "every shard reader is gone".into(),
+                        retryable: false,
+                    })
+                }
                 Err(_) => {}
             }
         }
