@@ -16,6 +16,8 @@ pub(crate) enum Ty {
     Enum {
         values: Vec<Box<str>>,
         listing: String,
+        /// Open enums: what else is accepted.
+        open: Option<OpenEnum>,
     },
     Phone,
     Int,
@@ -28,6 +30,13 @@ pub(crate) enum Ty {
         keys: KeyTable,
         listing: String,
     },
+}
+
+/// The rule of an open enum for values that are not known ones.
+#[derive(Debug)]
+pub(crate) struct OpenEnum {
+    pub max_len: usize,
+    pub pattern: Option<Result<regex::Regex, String>>,
 }
 
 /// One slot: a top-level field or a struct child.
@@ -130,9 +139,21 @@ fn leaf(f: &Field, path: String) -> Leaf {
         FieldType::String => Ty::Str {
             max_len: f.max_length,
         },
-        FieldType::Enum { values } => Ty::Enum {
+        FieldType::Enum {
+            values,
+            open,
+            pattern,
+        } => Ty::Enum {
             values: values.iter().map(|v| v.as_str().into()).collect(),
             listing: values.join(", "),
+            // The schema was validated when loaded (the pattern compiles); should it not, the
+            // field accepts no unknown value rather than every one.
+            open: open.then(|| OpenEnum {
+                max_len: f.max_length.unwrap_or(256),
+                pattern: pattern
+                    .as_deref()
+                    .map(|p| regex::Regex::new(p).map_err(|e| e.to_string())),
+            }),
         },
         FieldType::Phone => Ty::Phone,
         FieldType::Int64 => Ty::Int,

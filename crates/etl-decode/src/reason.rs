@@ -30,11 +30,13 @@ pub enum RejectReason {
     InvalidPhone,
     /// A string longer than its field's `max_length` (in bytes).
     TooLong,
+    /// An open enum field's value is not a known value and does not match its `pattern`.
+    PatternMismatch,
 }
 
 impl RejectReason {
     /// Every reason, in declaration order.
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::TooLarge,
         RejectReason::InvalidUtf8,
         RejectReason::InvalidJson,
@@ -46,6 +48,7 @@ impl RejectReason {
         RejectReason::InvalidTimestamp,
         RejectReason::InvalidPhone,
         RejectReason::TooLong,
+        RejectReason::PatternMismatch,
     ];
 
     /// The stable snake_case code, e.g. `"missing_field"`.
@@ -62,6 +65,7 @@ impl RejectReason {
             RejectReason::InvalidTimestamp => "invalid_timestamp",
             RejectReason::InvalidPhone => "invalid_phone",
             RejectReason::TooLong => "too_long",
+            RejectReason::PatternMismatch => "pattern_mismatch",
         }
     }
 

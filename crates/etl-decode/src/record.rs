@@ -288,22 +288,57 @@ impl Plan {
                 }
                 Val::Str(span)
             }
-            Ty::Enum { values, listing } => {
+            Ty::Enum {
+                values,
+                listing,
+                open,
+            } => {
                 let Kind::String { .. } = raw.kind else {
                     return Err(wrong("a string"));
                 };
                 let span = str_span(rec, raw, &mut s.arena);
                 let text = span.text(rec, &s.arena);
-                if !values
+                if values
                     .iter()
                     .any(|v| eq_bytes(v.as_bytes(), text.as_bytes()))
                 {
+                    return Ok(Val::Str(span));
+                }
+                let Some(open) = open else {
                     let q = quote(text);
                     return Err(field(
                         RejectReason::UnknownEnumValue,
                         &leaf.path,
                         format_args!("`{q}` is not one of: {listing}"),
                     ));
+                };
+                if text.len() > open.max_len {
+                    let (n, max) = (text.len(), open.max_len);
+                    return Err(field(
+                        RejectReason::TooLong,
+                        &leaf.path,
+                        format_args!("{n} bytes, longer than max_length {max}"),
+                    ));
+                }
+                match &open.pattern {
+                    Some(Ok(re)) if !re.is_match(text) => {
+                        let (q, p) = (quote(text), re.as_str());
+                        return Err(field(
+                            RejectReason::PatternMismatch,
+                            &leaf.path,
+                            format_args!(
+                                "`{q}` is not a known value and does not match the pattern {p}"
+                            ),
+                        ));
+                    }
+                    Some(Err(e)) => {
+                        return Err(field(
+                            RejectReason::PatternMismatch,
+                            &leaf.path,
+                            format_args!("the schema's pattern does not compile: {e}"),
+                        ));
+                    }
+                    _ => {}
                 }
                 Val::Str(span)
             }

@@ -275,6 +275,55 @@ fn unknown_enum_value() {
 }
 
 #[test]
+fn open_enum_accepts_new_names_and_refuses_names_off_its_pattern() {
+    // app event_type is open: a name of a newer release is kept as it is.
+    let out = decode(
+        "app_events",
+        &[&with(
+            APP_OK,
+            "event_type",
+            Some("\"screen_share_started\""),
+        )],
+    );
+    assert!(out.rejects.is_empty(), "{:?}", out.rejects);
+    assert_eq!(out.batch.num_rows(), 1);
+    let r = reject(
+        "app_events",
+        &with(APP_OK, "event_type", Some("\"Tele Port\"")),
+    );
+    assert_eq!(r.reason, PatternMismatch);
+    assert!(
+        r.message.contains("field `event_type`") && r.message.contains("^[a-z][a-z0-9_]*$"),
+        "{}",
+        r.message
+    );
+    check(
+        "app_events",
+        &with(APP_OK, "event_type", Some("\"\"")),
+        PatternMismatch,
+        "event_type",
+    );
+    // At and just over max_length (64 bytes).
+    let at = format!("\"{}\"", "a".repeat(64));
+    let out = decode("app_events", &[&with(APP_OK, "event_type", Some(&at))]);
+    assert!(out.rejects.is_empty(), "{:?}", out.rejects);
+    let over = format!("\"{}\"", "a".repeat(65));
+    check(
+        "app_events",
+        &with(APP_OK, "event_type", Some(&over)),
+        TooLong,
+        "event_type",
+    );
+    // Closed enums stay closed.
+    check(
+        "call_events",
+        &with(CALL_OK, "event_type", Some("\"call_parked\"")),
+        UnknownEnumValue,
+        "event_type",
+    );
+}
+
+#[test]
 fn invalid_timestamp() {
     for v in [
         "\"2026-02-30T00:00:00Z\"",

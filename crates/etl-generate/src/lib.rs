@@ -266,6 +266,19 @@ impl Generator {
     }
 }
 
+/// Every record of a generation, in order, as `(stream name, bytes)`: what a producer sends
+/// (`etl produce`).
+pub fn records(
+    config: GeneratorConfig,
+) -> Result<impl Iterator<Item = (&'static str, Vec<u8>)>, GenerateError> {
+    let mut generator = Generator::new(config)?;
+    Ok(std::iter::from_fn(move || {
+        generator
+            .next_record()
+            .map(|(stream, _, line)| (stream.as_str(), line.to_vec()))
+    }))
+}
+
 /// Runs a whole generation, writing `app_events` lines to `app` and `call_events` lines to
 /// `call`, one record per line, each ending in `\n`. The writers are buffered internally and
 /// flushed at the end.

@@ -98,7 +98,15 @@ fn column(f: &Field, name: String) -> LakeColumn {
                 f.max_length.map_or(65535, |n| n.clamp(1, 65535))
             ),
         ),
-        FieldType::Enum { values } => {
+        FieldType::Enum { open: true, .. } => (
+            DataType::Utf8,
+            "string",
+            format!(
+                "VARCHAR({})",
+                f.max_length.map_or(256, |n| n.clamp(1, 65535))
+            ),
+        ),
+        FieldType::Enum { values, .. } => {
             let longest = values.iter().map(String::len).max().unwrap_or(1);
             (
                 DataType::Utf8,

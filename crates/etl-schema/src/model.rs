@@ -57,14 +57,24 @@ pub struct Field {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldType {
     String,
-    Enum { values: Vec<String> },
+    /// Text from a set of values. Closed (`open = false`, the default): only `values` are
+    /// accepted (states the platform owns, e.g. call lifecycle events). Open (`open = true`):
+    /// `values` are the known ones, and any other text of at most `max_length` bytes matching
+    /// `pattern` is accepted too (names that grow with every app release).
+    Enum {
+        values: Vec<String>,
+        open: bool,
+        pattern: Option<String>,
+    },
     Phone,
     Int64,
     Double,
     Boolean,
     Timestamp,
     Json,
-    Struct { fields: Vec<Field> },
+    Struct {
+        fields: Vec<Field>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -97,6 +107,10 @@ struct RawField {
     values: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fields: Option<Vec<Field>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    open: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pattern: Option<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     doc: String,
 }
@@ -105,8 +119,22 @@ impl TryFrom<RawField> for Field {
     type Error = String;
     fn try_from(raw: RawField) -> Result<Self, String> {
         let name = raw.name;
+        if raw.ty != TypeName::Enum && (raw.open || raw.pattern.is_some()) {
+            return Err(format!(
+                "field `{name}`: `open` and `pattern` apply to type = \"enum\" only"
+            ));
+        }
+        if raw.pattern.is_some() && !raw.open {
+            return Err(format!(
+                "field `{name}`: `pattern` applies to open enums: add `open = true` or remove `pattern`"
+            ));
+        }
         let ty = match (raw.ty, raw.values, raw.fields) {
-            (TypeName::Enum, Some(values), None) => FieldType::Enum { values },
+            (TypeName::Enum, Some(values), None) => FieldType::Enum {
+                values,
+                open: raw.open,
+                pattern: raw.pattern,
+            },
             (TypeName::Enum, None, _) => {
                 return Err(format!(
                     "field `{name}`: type = \"enum\" needs `values = [...]`"
@@ -148,9 +176,17 @@ impl TryFrom<RawField> for Field {
 
 impl From<Field> for RawField {
     fn from(f: Field) -> Self {
+        let (mut open, mut pattern) = (false, None);
         let (ty, values, fields) = match f.ty {
             FieldType::String => (TypeName::String, None, None),
-            FieldType::Enum { values } => (TypeName::Enum, Some(values), None),
+            FieldType::Enum {
+                values,
+                open: o,
+                pattern: p,
+            } => {
+                (open, pattern) = (o, p);
+                (TypeName::Enum, Some(values), None)
+            }
             FieldType::Phone => (TypeName::Phone, None, None),
             FieldType::Int64 => (TypeName::Int64, None, None),
             FieldType::Double => (TypeName::Double, None, None),
@@ -166,6 +202,8 @@ impl From<Field> for RawField {
             max_length: f.max_length,
             values,
             fields,
+            open,
+            pattern,
             doc: f.doc,
         }
     }
@@ -312,15 +350,43 @@ fn validate_field(f: &Field, origin: &str, parent: Option<&str>) -> Result<(), S
     if !is_identifier(&f.name) {
         return bad(format!("field `{path}`: names must be lowercase letters, digits and `_`, starting with a letter"));
     }
-    if f.max_length.is_some() && !matches!(f.ty, FieldType::String) {
+    let open_enum = matches!(f.ty, FieldType::Enum { open: true, .. });
+    if f.max_length.is_some() && !matches!(f.ty, FieldType::String) && !open_enum {
         return bad(format!(
-            "field `{path}`: max_length applies to type = \"string\" only"
+            "field `{path}`: max_length applies to type = \"string\" and open enums only"
         ));
     }
     match &f.ty {
-        FieldType::Enum { values } if values.is_empty() => bad(format!(
-            "field `{path}`: an enum needs a non-empty `values` list"
+        FieldType::Enum { values, .. } if values.is_empty() => bad(format!(
+            "field `{path}`: an enum needs a non-empty `values` list (for an open enum: the values known today)"
         )),
+        FieldType::Enum {
+            values,
+            open: true,
+            pattern,
+        } => {
+            let Some(max) = f.max_length.filter(|n| (1..=65535).contains(n)) else {
+                return bad(format!(
+                    "field `{path}`: an open enum needs `max_length` (1 to 65535 bytes; it sizes the warehouse column)"
+                ));
+            };
+            let re = match pattern {
+                Some(p) => Some(regex::Regex::new(p).map_err(|e| SchemaError::Invalid {
+                    origin: origin.to_string(),
+                    message: format!("field `{path}`: `pattern` is not a valid regular expression: {e}"),
+                })?),
+                None => None,
+            };
+            match values
+                .iter()
+                .find(|v| v.len() > max || re.as_ref().is_some_and(|re| !re.is_match(v)))
+            {
+                Some(v) => bad(format!(
+                    "field `{path}`: the known value `{v}` is longer than max_length or does not match `pattern`"
+                )),
+                None => Ok(()),
+            }
+        }
         FieldType::Struct { fields } => {
             if parent.is_some() {
                 return bad(format!("field `{path}`: structs nest one level only"));
