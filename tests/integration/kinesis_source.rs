@@ -82,11 +82,11 @@ async fn kinesis_four_shards_every_event_exactly_once() -> TestResult {
     create_stream(&client, &name, 4).await?;
     let n = 20_000;
     let options = ProduceOptions {
-        targets: vec![(Stream::AppEvents, name.clone())],
+        targets: vec![("app_events".to_string(), name.clone())],
         aggregate: false,
         rate: None,
     };
-    let produced = produce(&client, events(7, n), &options)
+    let produced = produce(&client, etl_generate::records(events(7, n))?, &options)
         .await
         .context("produce")?;
     assert_eq!(produced.events.get(&name).copied(), Some(n));
@@ -119,11 +119,11 @@ async fn kinesis_kpl_aggregates_resume_mid_aggregate() -> TestResult {
     create_stream(&client, &name, 4).await?;
     let n = 6_000;
     let options = ProduceOptions {
-        targets: vec![(Stream::AppEvents, name.clone())],
+        targets: vec![("app_events".to_string(), name.clone())],
         aggregate: true,
         rate: None,
     };
-    let produced = produce(&client, events(11, n), &options)
+    let produced = produce(&client, etl_generate::records(events(11, n))?, &options)
         .await
         .context("produce")?;
     assert!(

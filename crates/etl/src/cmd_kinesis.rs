@@ -3,7 +3,6 @@
 use crate::setup::Setup;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use etl_generate::Stream;
 use etl_kinesis::{LakeTarget, ProduceOptions, SourceOptions, StartPosition};
 use etl_pipeline::BatchWriter;
 use std::sync::Arc;
@@ -33,15 +32,64 @@ impl KinesisEndpoint {
     }
 }
 
+/// Which pipeline stream goes with which Kinesis stream: `[kinesis] streams` of the
+/// configuration file, with these added or replacing entries.
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// `NAME=KINESIS_STREAM`: pipeline stream NAME (a schema in --schemas with its transform
+    /// SQL) goes with Kinesis stream KINESIS_STREAM. Repeatable.
+    #[arg(long = "stream", value_name = "NAME=KINESIS_STREAM")]
+    pub streams: Vec<String>,
+    /// Shorthand for `--stream app_events=KINESIS_STREAM`.
+    #[arg(long, value_name = "KINESIS_STREAM")]
+    pub app_stream: Option<String>,
+    /// Shorthand for `--stream call_events=KINESIS_STREAM`.
+    #[arg(long, value_name = "KINESIS_STREAM")]
+    pub call_stream: Option<String>,
+}
+
+impl StreamArgs {
+    /// `(pipeline stream, Kinesis stream)` pairs, sorted by pipeline stream; every pipeline
+    /// stream must have a schema.
+    fn resolve(&self, setup: &Setup) -> Result<Vec<(String, String)>> {
+        let mut out = setup.kinesis.streams.clone();
+        for pair in &self.streams {
+            let Some((name, kinesis)) = pair
+                .split_once('=')
+                .filter(|(n, k)| !n.is_empty() && !k.is_empty())
+            else {
+                bail!("--stream {pair:?}: write NAME=KINESIS_STREAM, e.g. --stream app_events=app-events-prod");
+            };
+            out.insert(name.to_string(), kinesis.to_string());
+        }
+        for (name, kinesis) in [
+            ("app_events", &self.app_stream),
+            ("call_events", &self.call_stream),
+        ] {
+            if let Some(k) = kinesis {
+                out.insert(name.to_string(), k.clone());
+            }
+        }
+        if out.is_empty() {
+            bail!("name at least one Kinesis stream: --stream NAME=KINESIS_STREAM (or --app-stream / --call-stream), or `streams` in the [kinesis] section of the configuration file");
+        }
+        let known: Vec<&str> = setup.schemas.iter().map(|s| s.stream.as_str()).collect();
+        if let Some(name) = out.keys().find(|n| !known.contains(&n.as_str())) {
+            bail!(
+                "stream {name:?} has no schema (known: {}): add schemas/{name}.toml and queries/transform/{name}.sql and point --schemas / --transform-sql at them",
+                known.join(", ")
+            );
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
 /// `etl produce`.
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
-    /// Kinesis stream for app events (app events are not sent without it).
-    #[arg(long)]
-    pub app_stream: Option<String>,
-    /// Kinesis stream for call events (call events are not sent without it).
-    #[arg(long)]
-    pub call_stream: Option<String>,
+    /// Where the generated events go (streams without a Kinesis stream are not sent).
+    #[command(flatten)]
+    pub streams: StreamArgs,
     #[command(flatten)]
     pub generator: crate::cli::GeneratorArgs,
     /// Pack events into KPL aggregated records.
@@ -57,15 +105,13 @@ pub struct ProduceArgs {
 /// `etl run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Kinesis stream holding app events.
+    /// The streams to consume.
+    #[command(flatten)]
+    pub streams: StreamArgs,
+    /// Start of shards without a committed position: `trim-horizon`, `latest` or `at:<epoch ms>`
+    /// (default: `kinesis.start` of the configuration file, else trim-horizon).
     #[arg(long)]
-    pub app_stream: Option<String>,
-    /// Kinesis stream holding call events.
-    #[arg(long)]
-    pub call_stream: Option<String>,
-    /// Start of shards without a committed position: `trim-horizon`, `latest` or `at:<epoch ms>`.
-    #[arg(long, default_value = "trim-horizon")]
-    pub start: String,
+    pub start: Option<String>,
     /// Stop once every shard is at its tip instead of running until SIGTERM / Ctrl-C.
     #[arg(long)]
     pub until_caught_up: bool,
@@ -74,41 +120,32 @@ pub struct RunArgs {
     /// the same commit: the source for backfills).
     #[arg(long)]
     pub no_raw_archive: bool,
-    /// A batch is committed at the latest this many milliseconds after its first record.
-    #[arg(long, default_value_t = 1_000)]
-    pub batch_max_ms: u64,
+    /// A batch is committed at the latest this many milliseconds after its first record
+    /// (default: `kinesis.batch_max_ms` of the configuration file, else 1000).
+    #[arg(long)]
+    pub batch_max_ms: Option<u64>,
     #[command(flatten)]
     pub endpoint: KinesisEndpoint,
-}
-
-fn targets(app: &Option<String>, call: &Option<String>) -> Result<Vec<(Stream, String)>> {
-    let out: Vec<(Stream, String)> = [(Stream::AppEvents, app), (Stream::CallEvents, call)]
-        .into_iter()
-        .filter_map(|(s, name)| name.clone().map(|n| (s, n)))
-        .collect();
-    if out.is_empty() {
-        bail!("name at least one Kinesis stream: --app-stream and/or --call-stream");
-    }
-    Ok(out)
 }
 
 pub async fn produce(setup: &Setup, args: ProduceArgs) -> Result<()> {
     let client = args.endpoint.client(setup).await?;
     let options = ProduceOptions {
-        targets: targets(&args.app_stream, &args.call_stream)?,
+        targets: args.streams.resolve(setup)?,
         aggregate: args.aggregate,
         rate: args.rate,
     };
     let config = args.generator.config();
     config.validate()?;
-    let summary = etl_kinesis::produce(&client, config, &options).await?;
+    let records = etl_generate::records(config)?;
+    let summary = etl_kinesis::produce(&client, records, &options).await?;
     let mut per_stream: Vec<_> = summary.events.iter().collect();
     per_stream.sort();
     for (stream, n) in per_stream {
         println!("{stream}: {n} events");
     }
     println!(
-        "{} Kinesis records in {} PutRecords calls ({} entries re-sent), {} events of unsent streams skipped, {} records over the 1 MiB Kinesis limit not sent, {:.1}s",
+        "{} Kinesis records in {} PutRecords calls ({} entries re-sent), {} events of streams without a Kinesis stream skipped, {} records over the 1 MiB Kinesis limit not sent, {:.1}s",
         summary.kinesis_records,
         summary.calls,
         summary.retried_entries,
@@ -125,7 +162,7 @@ fn start_position(text: &str) -> Result<StartPosition> {
         "latest" => StartPosition::Latest,
         other => match other.strip_prefix("at:").map(str::parse::<i64>) {
             Some(Ok(ms)) => StartPosition::AtTimestamp(ms),
-            _ => bail!("--start must be trim-horizon, latest or at:<epoch ms>, got `{other}`"),
+            _ => bail!("--start (kinesis.start) must be trim-horizon, latest or at:<epoch ms>, got `{other}`"),
         },
     })
 }
@@ -135,23 +172,22 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
     let pipeline = Arc::new(setup.pipeline()?);
     pipeline.sync_catalog().await?;
     let lake = setup.lake()?;
+    let streams = args.streams.resolve(setup)?;
+    let start = args.start.as_deref().unwrap_or(&setup.kinesis.start);
     let options = SourceOptions {
-        start: start_position(&args.start)?,
-        batch_max_ms: args.batch_max_ms,
+        start: start_position(start)?,
+        batch_max_ms: args.batch_max_ms.unwrap_or(setup.kinesis.batch_max_ms),
         stop_when_caught_up: args.until_caught_up,
         ..SourceOptions::default()
     };
+    let raw_archive = setup.kinesis.raw_archive && !args.no_raw_archive;
     let mut runs = Vec::new();
     let mut stops = Vec::new();
-    for (stream, kinesis_stream) in targets(&args.app_stream, &args.call_stream)? {
+    for (stream, kinesis_stream) in streams {
         // Every batch is committed with its shard position through the exactly-once protocol
         // of docs/delivery.md; a crash at any point neither loses nor duplicates an event.
-        let mut target = LakeTarget::new(
-            lake.clone(),
-            stream.as_str(),
-            Some(pipeline.catalog().clone()),
-        );
-        target.raw_archive = !args.no_raw_archive;
+        let mut target = LakeTarget::new(lake.clone(), &stream, Some(pipeline.catalog().clone()));
+        target.raw_archive = raw_archive;
         let (source, committer, stop) = etl_kinesis::open_source(
             client.clone(),
             &kinesis_stream,
@@ -165,7 +201,7 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
         runs.push(tokio::spawn(async move {
             let writer: Arc<dyn BatchWriter> = Arc::new(committer.clone());
             let summary = pipeline
-                .ingest_with_writer(stream.as_str(), Box::new(source), None, writer)
+                .ingest_with_writer(&stream, Box::new(source), None, writer)
                 .await?;
             committer.flush().await?;
             anyhow::Ok((summary, committer.lag()))

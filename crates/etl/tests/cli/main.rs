@@ -2,6 +2,8 @@
 //! the Glue catalog configured through `--config` (against moto), plus configuration errors.
 //! One test binary for the crate; the servers come from `etl-testbed`.
 
+mod third_stream;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
