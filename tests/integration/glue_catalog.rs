@@ -73,9 +73,10 @@ async fn sync_creates_the_database_and_tables_athena_needs() -> TestResult {
         Some("parquet")
     );
     assert_eq!(params.get("EXTERNAL").map(String::as_str), Some("TRUE"));
+    let embedded = schema("app_events")?.version.to_string();
     assert_eq!(
         params.get("etl.schema_version").map(String::as_str),
-        Some("1")
+        Some(embedded.as_str())
     );
     assert!(
         !params.contains_key("projection.enabled"),
@@ -263,7 +264,7 @@ async fn added_field_becomes_a_column_and_breaking_changes_are_refused() -> Test
     let (v1_columns, _) = stored_columns(&database, "app_events").await?;
 
     let mut v2 = v1.clone();
-    v2.version = 2;
+    v2.version = v1.version + 1;
     v2.fields.push(optional_string("campaign"));
     assert_eq!(
         catalog.sync_table(&v2).await?,
@@ -280,13 +281,13 @@ async fn added_field_becomes_a_column_and_breaking_changes_are_refused() -> Test
     assert!(v2_columns.contains(&("campaign".into(), "string".into())));
     assert_eq!(
         params.get("etl.schema_version").map(String::as_str),
-        Some("2")
+        Some(v2.version.to_string().as_str())
     );
     assert_eq!(catalog.sync_table(&v2).await?, TableChange::Unchanged);
 
     // Type change of the new column.
     let mut retyped = v2.clone();
-    retyped.version = 3;
+    retyped.version = v2.version + 1;
     if let Some(f) = retyped.fields.last_mut() {
         f.ty = FieldType::Int64;
     }
@@ -301,7 +302,7 @@ async fn added_field_becomes_a_column_and_breaking_changes_are_refused() -> Test
 
     // Removal of a column.
     let mut removed = v2.clone();
-    removed.version = 3;
+    removed.version = v2.version + 1;
     let gone = removed.fields.remove(3).name;
     let err = catalog
         .sync_table(&removed)

@@ -37,6 +37,13 @@ mod timestamp;
 
 pub use reason::{Reject, RejectReason};
 
+/// RFC 3339 text (`2026-11-01T00:00:01.250Z`, with or without fraction, `Z` or an offset) as UTC
+/// epoch milliseconds, if it is one and falls in the years 1970..=9999: the project's one
+/// timestamp parser (the decoder validates `timestamp` fields with it).
+pub fn parse_rfc3339_ms(text: &[u8]) -> Option<i64> {
+    timestamp::parse_rfc3339(text).ok()
+}
+
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use builders::Columns;

@@ -195,7 +195,11 @@ pub fn event_time_ms(record: &[u8]) -> Option<i64> {
     let rest = skip_ws(rest).strip_prefix(b":")?;
     let rest = skip_ws(rest);
     match rest.first()? {
-        b'"' => parse_rfc3339(&rest[1..]),
+        b'"' => {
+            let text = &rest[1..];
+            let end = text.iter().position(|&c| c == b'"')?;
+            etl_decode::parse_rfc3339_ms(&text[..end])
+        }
         b'0'..=b'9' => {
             let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
             std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
@@ -207,52 +211,6 @@ pub fn event_time_ms(record: &[u8]) -> Option<i64> {
 fn skip_ws(b: &[u8]) -> &[u8] {
     let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
     &b[n..]
-}
-
-fn num(b: &[u8], from: usize, len: usize) -> Option<i64> {
-    let s = b.get(from..from + len)?;
-    s.iter().all(u8::is_ascii_digit).then_some(())?;
-    std::str::from_utf8(s).ok()?.parse().ok()
-}
-
-/// `YYYY-MM-DDThh:mm:ss[.f+](Z|±hh:mm)` (what follows the opening quote) → epoch ms.
-fn parse_rfc3339(b: &[u8]) -> Option<i64> {
-    let (y, mo, d) = (num(b, 0, 4)?, num(b, 5, 2)?, num(b, 8, 2)?);
-    let (h, mi, s) = (num(b, 11, 2)?, num(b, 14, 2)?, num(b, 17, 2)?);
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !(1..=12).contains(&mo) {
-        return None;
-    }
-    let mut i = 19;
-    let mut ms = 0;
-    if b.get(i) == Some(&b'.') {
-        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        let frac = &b[i + 1..i + 1 + digits];
-        for k in 0..3 {
-            ms = ms * 10 + frac.get(k).map_or(0, |c| i64::from(c - b'0'));
-        }
-        i += 1 + digits;
-    }
-    let offset_min = match b.get(i)? {
-        b'Z' | b'z' => 0,
-        sign @ (b'+' | b'-') => {
-            let m = num(b, i + 1, 2)? * 60 + num(b, i + 4, 2)?;
-            if *sign == b'+' {
-                m
-            } else {
-                -m
-            }
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + h) * 60 + mi - offset_min) * 60_000 + s * 1000 + ms)
 }
 
 #[cfg(test)]

@@ -15,8 +15,7 @@
 //! shard resumes after its last position.
 
 use crate::positions::{LakePositionStore, PositionStore, RecordPosition, ShardPosition};
-use crate::reader::{read_shard, ReadRecord, ReaderOptions, ShardEvent, StartPosition};
-use crate::shards::{list_shards, readable_shards, ShardInfo};
+use crate::reader::{ReadRecord, ReaderOptions, ShardEvent, StartPosition};
 use crate::KinesisError;
 use async_trait::async_trait;
 use etl_aws::kinesis::Client;
@@ -146,6 +145,7 @@ struct Shared {
 }
 
 mod committer;
+mod discovery;
 pub use committer::{writer_name, LakeTarget};
 
 impl Shared {
@@ -164,139 +164,6 @@ impl Shared {
             &self.target.writer,
             self.target.catalog.clone(),
         )
-    }
-
-    /// Lists shards and starts a reader for every shard that may be read now, after recovering
-    /// its commit log (the highest record rolled forward; the shard resumes after it).
-    async fn discover(self: &Arc<Self>, initial: bool) -> Result<(), KinesisError> {
-        let shards = list_shards(&self.client, &self.stream).await?;
-        let ready: Vec<ShardInfo> = {
-            let mut state = self.lock();
-            let finished: HashSet<String> = state
-                .committed
-                .values()
-                .filter(|p| p.finished)
-                .map(|p| p.shard_id.clone())
-                .collect();
-            // Resharding fix (issue 3, kinesis_resilience): a shard read to its end whose end is
-            // not committed yet has left `reading` but is not `finished`; it must not count as
-            // readable, or a discovery pass in between starts a second reader on it and its
-            // uncommitted records are handed on twice.
-            let busy: HashSet<String> = state
-                .reading
-                .iter()
-                .chain(&state.finished_unmarked)
-                .chain(state.finish_ready.iter())
-                .cloned()
-                .collect();
-            let ready: Vec<ShardInfo> = readable_shards(&shards, &finished, &busy)
-                .into_iter()
-                .cloned()
-                .collect();
-            for shard in &ready {
-                state.reading.insert(shard.shard_id.clone());
-            }
-            state.settled = ready.is_empty();
-            ready
-        };
-        for (i, shard) in ready.iter().enumerate() {
-            let recovered = self.delivery(&shard.shard_id).recover().await;
-            let resume = match recovered {
-                Ok(resume) => resume,
-                Err(e) => {
-                    // Not started: let a later pass try these shards again.
-                    let mut state = self.lock();
-                    for s in &ready[i..] {
-                        state.reading.remove(&s.shard_id);
-                    }
-                    state.settled = false;
-                    return Err(KinesisError::Delivery(e));
-                }
-            };
-            let logged = match &resume.after {
-                Some(text) => Some(RecordPosition::from_text(text).ok_or_else(|| {
-                    KinesisError::Positions(format!(
-                        "shard {}: commit log position `{text}` is not <sequence>.<sub-sequence>",
-                        shard.shard_id
-                    ))
-                })?),
-                None => None,
-            };
-            let mut state = self.lock();
-            // A shard whose log is empty may have a position from the earlier position store
-            // (lakes written before the commit log): continue after it.
-            let last = logged.or_else(|| {
-                state
-                    .committed
-                    .get(&shard.shard_id)
-                    .and_then(|p| p.last.clone())
-            });
-            let start = match &last {
-                Some(p) => StartPosition::After(p.clone()),
-                // A child of shards read in this run starts at its beginning.
-                None if !initial && !shard.parents.is_empty() => StartPosition::TrimHorizon,
-                None => self.options.start.clone(),
-            };
-            tracing::info!(
-                stream = self.stream,
-                shard = shard.shard_id,
-                next_record = resume.next,
-                ?start,
-                "reading shard"
-            );
-            state.committed.insert(
-                shard.shard_id.clone(),
-                ShardPosition {
-                    shard_id: shard.shard_id.clone(),
-                    last,
-                    finished: false,
-                },
-            );
-            state.resume.insert(shard.shard_id.clone(), resume);
-            let task = tokio::spawn(read_shard(
-                self.client.clone(),
-                self.stream.clone(),
-                shard.shard_id.clone(),
-                start,
-                self.options.reader.clone(),
-                self.tx.clone(),
-            ));
-            state.tasks.push(task);
-        }
-        Ok(())
-    }
-
-    /// Marks the end of every shard read to its end whose last batch is committed.
-    async fn commit_ends(&self) -> Result<(), KinesisError> {
-        let ends: Vec<ShardPosition> = {
-            let state = self.lock();
-            state
-                .finish_ready
-                .iter()
-                .filter(|shard| state.in_flight.get(*shard).copied().unwrap_or(0) == 0)
-                .map(|shard| ShardPosition {
-                    shard_id: shard.clone(),
-                    last: state.committed.get(shard).and_then(|p| p.last.clone()),
-                    finished: true,
-                })
-                .collect()
-        };
-        if ends.is_empty() {
-            return Ok(());
-        }
-        self.store.commit(&self.stream, &ends).await?;
-        let mut state = self.lock();
-        for end in ends {
-            tracing::info!(
-                stream = self.stream,
-                shard = end.shard_id,
-                "shard end committed"
-            );
-            state.finish_ready.remove(&end.shard_id);
-            state.settled = false;
-            state.committed.insert(end.shard_id.clone(), end);
-        }
-        Ok(())
     }
 }
 
