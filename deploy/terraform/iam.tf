@@ -155,6 +155,13 @@ resource "aws_iam_role" "consumer" {
   assume_role_policy   = data.aws_iam_policy_document.assume_consumer.json
   max_session_duration = 3600
   tags                 = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = local.eks_enabled || var.ecs_enabled
+      error_message = "Say where etl runs: set eks_oidc_provider_arn (EKS, IRSA) and/or ecs_enabled = true."
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "consumer" {
@@ -222,6 +229,13 @@ resource "aws_iam_role" "loader" {
   assume_role_policy   = data.aws_iam_policy_document.assume_loader.json
   max_session_duration = 3600
   tags                 = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = local.eks_enabled || var.ecs_enabled
+      error_message = "Say where etl runs: set eks_oidc_provider_arn (EKS, IRSA) and/or ecs_enabled = true."
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "loader" {
