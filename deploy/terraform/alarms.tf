@@ -12,7 +12,7 @@ locals {
   prometheus_alarms = var.prometheus_metrics_namespace == null ? {} : merge(
     { for stream, _ in var.streams : "millis-behind-${stream}" => {
       metric      = "etl_kinesis_millis_behind_latest"
-      dimensions  = { stream = stream }
+      dimensions  = tomap({ stream = stream })
       statistic   = "Maximum"
       comparison  = "GreaterThanThreshold"
       threshold   = var.iterator_age_alarm_ms
@@ -22,7 +22,7 @@ locals {
     } },
     { for stream, _ in var.streams : "freshness-${stream}" => {
       metric      = "etl_event_freshness_seconds"
-      dimensions  = { stream = stream }
+      dimensions  = tomap({ stream = stream })
       statistic   = "Maximum"
       comparison  = "GreaterThanThreshold"
       threshold   = var.freshness_alarm_seconds
@@ -32,7 +32,7 @@ locals {
     } },
     { for stream, _ in var.streams : "lake-commit-failures-${stream}" => {
       metric      = "etl_lake_commit_failures_total"
-      dimensions  = { stream = stream }
+      dimensions  = tomap({ stream = stream })
       statistic   = "Sum"
       comparison  = "GreaterThanThreshold"
       threshold   = 0
@@ -42,7 +42,7 @@ locals {
     } },
     { for stream, _ in var.streams : "redshift-pending-${stream}" => {
       metric      = "etl_redshift_batches_pending"
-      dimensions  = { table = stream }
+      dimensions  = tomap({ table = stream })
       statistic   = "Minimum"
       comparison  = "GreaterThanThreshold"
       threshold   = var.redshift_pending_alarm_batches
@@ -52,7 +52,7 @@ locals {
     } },
     { for stream, _ in var.streams : "redshift-permanent-failures-${stream}" => {
       metric      = "etl_redshift_load_failures_total"
-      dimensions  = { table = stream, kind = "permanent" }
+      dimensions  = tomap({ table = stream, kind = "permanent" })
       statistic   = "Sum"
       comparison  = "GreaterThanThreshold"
       threshold   = 0
