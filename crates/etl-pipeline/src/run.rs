@@ -259,10 +259,12 @@ impl Pipeline {
             ..Default::default()
         };
         let mut known_partitions = BTreeSet::new();
+        crate::metrics::register_stream(stream);
         while let Some(joined) = processed.next().await {
             let batch = joined
                 .map_err(|e| PipelineError::Internal(format!("batch task failed: {e}")))??;
             let mut reasons: Vec<String> = batch.dead.iter().map(|d| d.reason.clone()).collect();
+            let mut commit_timer = crate::metrics::commit_timer(stream);
             let commit = match &writer {
                 Some(writer) => {
                     let (first, last) = (batch.first, batch.last);
@@ -313,6 +315,7 @@ impl Pipeline {
                     commit
                 }
             };
+            commit_timer.written();
             if let Some(sink) = &self.sink {
                 sink.committed(&commit)
                     .await
@@ -334,6 +337,14 @@ impl Pipeline {
             summary.written += commit.rows();
             summary.duplicates += batch.duplicates;
             summary.dead_lettered += commit.dead_letters;
+            crate::metrics::batch_committed(
+                stream,
+                batch.records,
+                commit.rows(),
+                batch.duplicates,
+                0,
+                &reasons,
+            );
             for reason in reasons.drain(..) {
                 *summary.dead_letter_reasons.entry(reason).or_default() += 1;
             }
@@ -416,6 +427,7 @@ impl Shared {
             (Some(f), Some(l)) => (*f, *l),
             _ => return Err(read_err(std::io::Error::other("empty batch"))),
         };
+        let mut clock = crate::metrics::StageClock::new(&self.stream);
         let decoded = {
             let mut decoder = self.take_decoder()?;
             let result = decoder.decode((0..raw.len()).map(|i| raw.record(i)));
@@ -447,6 +459,7 @@ impl Shared {
         // before the transform, which is where a batch needs the most memory.
         let (records, bytes) = (raw.len() as u64, raw.data_len());
         drop(raw);
+        clock.lap(crate::metrics::Stage::Decode);
         let accepted = decoded.batch.num_rows() as u64;
         let transformed = if accepted > 0 {
             self.transformer
@@ -456,6 +469,7 @@ impl Shared {
             Vec::new()
         };
         let after_sql: u64 = transformed.iter().map(|b| b.num_rows() as u64).sum();
+        clock.lap(crate::metrics::Stage::Transform);
 
         // Cross-batch dedup, strictly in batch order.
         let mut rx = self.turn.subscribe();
@@ -477,6 +491,7 @@ impl Shared {
             (kept, dropped)
         };
         drop(turn);
+        clock.mark();
 
         let files = encode_partitions(
             &self.stream,
@@ -484,6 +499,7 @@ impl Shared {
             &kept,
             &self.options.parquet,
         )?;
+        clock.lap(crate::metrics::Stage::Encode);
         Ok(Processed {
             first,
             last,

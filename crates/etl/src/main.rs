@@ -4,6 +4,7 @@ mod cli;
 mod cmd_kinesis;
 mod cmd_warehouse;
 mod commands;
+mod observe;
 mod setup;
 
 use clap::Parser;
