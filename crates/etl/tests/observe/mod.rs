@@ -424,3 +424,144 @@ async fn the_mask_key_and_the_redshift_secret_arn_stay_out_of_the_logs_even_at_t
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etl_warehouse_load_follow_exports_loads_and_pending_batches() -> TestResult {
+    let moto = etl_testbed::moto().await?;
+    let clients = moto.clients().await?;
+    let bucket = etl_testbed::unique_name("obs-wh");
+    clients.s3().create_bucket().bucket(&bucket).send().await?;
+    let pg = etl_testbed::postgres().await?;
+    let db = pg.fresh_database("obs_wh").await?;
+    let mut standin_config = etl_redshift_standin::StandInConfig::new(pg.port());
+    standin_config.s3 = Some(clients.s3());
+    let standin = etl_redshift_standin::RedshiftDataStandIn::start(standin_config).await?;
+    let tmp = tempfile::tempdir()?;
+    let config = tmp.path().join("etl.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[lake]\nlocation = \"s3://{bucket}/events\"\n\n{}",
+            toml::to_string(&BTreeMap::from([("aws", moto.settings())]))?
+        ),
+    )?;
+    let config = config.to_str().ok_or("temp path is not UTF-8")?;
+    let gen = etl_async(
+        tmp.path(),
+        &["generate", "--events", "2000", "--out", "input"],
+    )
+    .await?;
+    assert!(gen.status.success(), "generate: {}", text(&gen.stderr));
+    let mut batches = BTreeMap::new();
+    for stream in ["app_events", "call_events"] {
+        let file = tmp.path().join("input").join(format!("{stream}.ndjson"));
+        let file = file.to_str().ok_or("utf-8")?;
+        let out = etl_async(
+            tmp.path(),
+            &[
+                "--config", config, "ingest", "--stream", stream, "--json", file,
+            ],
+        )
+        .await?;
+        assert!(out.status.success(), "ingest: {}", text(&out.stderr));
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let n = summary["batches"].as_f64().ok_or("batches")?;
+        assert!(n >= 1.0, "{summary}");
+        batches.insert(stream, n);
+    }
+    let target = [
+        "--cluster-id",
+        "test-cluster",
+        "--db-user",
+        "etl",
+        "--database",
+        db.name.as_str(),
+        "--redshift-endpoint-url",
+        standin.endpoint(),
+    ];
+    let migrate = etl_async(
+        tmp.path(),
+        &[&["--config", config, "warehouse", "migrate"][..], &target].concat(),
+    )
+    .await?;
+    assert!(
+        migrate.status.success(),
+        "migrate: {}",
+        text(&migrate.stderr)
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etl"))
+        .current_dir(tmp.path())
+        .args([
+            "--dir",
+            tmp.path().to_str().ok_or("utf-8")?,
+            "--config",
+            config,
+        ])
+        .args([
+            "--log",
+            "info",
+            "warehouse",
+            "load",
+            "--follow",
+            "--interval-secs",
+            "1",
+        ])
+        .args(target)
+        .args([
+            "--iam-role-arn",
+            "arn:aws:iam::123456789012:role/lake-reader",
+        ])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .env_remove("ETL_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (log, listening) = collect_stderr(child.stderr.take().ok_or("stderr")?);
+    let addr = wait_for(60, "the listener's address in the log", || {
+        listening.try_recv().ok()
+    })
+    .await?;
+    // Every committed batch is loaded once; nothing is left pending, nothing failed.
+    let page = wait_for(120, "every batch loaded", || {
+        let page = get(addr, "/metrics").ok()?.1;
+        let s = samples(&page);
+        batches
+            .iter()
+            .all(|(table, n)| {
+                let t = format!("table=\"{table}\"");
+                sum(&s, "etl_redshift_load_duration_seconds_count", &[&t]) == *n
+                    && sum(&s, "etl_redshift_batches_pending", &[&t]) == 0.0
+            })
+            .then_some(page)
+    })
+    .await?;
+    let s = samples(&page);
+    for table in batches.keys() {
+        let t = format!("table=\"{table}\"");
+        assert_eq!(
+            sum(&s, "etl_redshift_load_failures_total", &[&t]),
+            0.0,
+            "{page}"
+        );
+        assert!(
+            page.contains(&format!(
+                "etl_redshift_load_failures_total{{{t},kind=\"transient\"}} 0"
+            )),
+            "{page}"
+        );
+    }
+    assert_eq!(get(addr, "/readyz")?.0, 200);
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    assert!(kill.success());
+    let status = wait_for(60, "the loader to exit", || child.try_wait().ok().flatten()).await?;
+    let log = log.lock().map_err(|_| "log lock")?.join("\n");
+    assert!(
+        status.success(),
+        "load --follow after SIGTERM: {status:?}\n{log}"
+    );
+    assert!(log.contains("stopping: /readyz answers 503"), "{log}");
+    Ok(())
+}
