@@ -17,6 +17,7 @@
 
 mod config;
 mod dedup;
+pub mod metrics;
 pub mod replay;
 mod run;
 pub mod source;

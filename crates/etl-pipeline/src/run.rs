@@ -215,10 +215,12 @@ impl Pipeline {
             sources: vec![source_name.clone()],
             ..Default::default()
         };
+        crate::metrics::register_stream(stream);
         while let Some(joined) = processed.next().await {
             let batch = joined
                 .map_err(|e| PipelineError::Internal(format!("batch task failed: {e}")))??;
             let mut reasons: Vec<String> = batch.dead.iter().map(|d| d.reason.clone()).collect();
+            let mut commit_timer = crate::metrics::commit_timer(stream);
             let (first, last) = batch.checkpoint.range();
             let commit = writer
                 .write(
@@ -237,12 +239,21 @@ impl Pipeline {
                     last,
                     error,
                 })?;
+            commit_timer.written();
             summary.read += batch.records;
             summary.bytes_read += batch.bytes;
             summary.written += commit.rows();
             summary.duplicates += batch.duplicates;
             summary.filtered += batch.filtered;
             summary.dead_lettered += commit.dead_letters;
+            crate::metrics::batch_committed(
+                stream,
+                batch.records,
+                commit.rows(),
+                batch.duplicates,
+                batch.filtered,
+                &reasons,
+            );
             for reason in reasons.drain(..) {
                 *summary.dead_letter_reasons.entry(reason).or_default() += 1;
             }
@@ -352,6 +363,7 @@ impl Shared {
             records: raw,
             checkpoint,
         } = batch;
+        let mut clock = crate::metrics::StageClock::new(&self.stream);
         let decoded = {
             let mut decoder = self.take_decoder()?;
             let result = decoder.decode((0..raw.len()).map(|i| raw.record(i)));
@@ -382,6 +394,7 @@ impl Shared {
         // before the transform, which is where a batch needs the most memory.
         let (records, bytes) = (raw.len() as u64, raw.data_len());
         drop(raw);
+        clock.lap(crate::metrics::Stage::Decode);
         let transformed = if decoded.batch.num_rows() > 0 {
             self.transformer
                 .transform(&self.stream, decoded.batch)
@@ -393,6 +406,7 @@ impl Shared {
                 filtered: 0,
             }
         };
+        clock.lap(crate::metrics::Stage::Transform);
 
         // Cross-batch dedup, strictly in batch order.
         let mut rx = self.turn.subscribe();
@@ -414,6 +428,7 @@ impl Shared {
             (kept, dropped)
         };
         drop(turn);
+        clock.mark();
 
         let files = (self.encode)(
             &self.stream,
@@ -421,6 +436,7 @@ impl Shared {
             &kept,
             &self.options.parquet,
         )?;
+        clock.lap(crate::metrics::Stage::Encode);
         let batch = Processed {
             checkpoint,
             records,

@@ -29,6 +29,7 @@ mod error;
 pub mod ident;
 pub mod load;
 pub mod loader;
+pub mod metrics;
 pub mod pgwire;
 mod warehouse;
 

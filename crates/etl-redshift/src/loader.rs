@@ -111,6 +111,7 @@ impl Loader {
                 "the loader needs at least one stream".into(),
             ));
         }
+        crate::metrics::register_tables(&streams);
         Ok(Loader {
             warehouse,
             lake,
@@ -241,6 +242,7 @@ impl Loader {
                 .into_iter()
                 .filter(|p| p.ends_with(".json") && !self.done.contains(p))
                 .collect();
+            crate::metrics::pending(stream, new.len());
             if new.is_empty() {
                 continue;
             }
@@ -280,7 +282,11 @@ impl Loader {
                 } else {
                     let request = self.request(&commit);
                     let outcome = Self::retry(settings, stop, "loading a batch", retries, || {
-                        self.warehouse.load_batch(&request)
+                        crate::metrics::timed_load(
+                            stream,
+                            is_permanent,
+                            self.warehouse.load_batch(&request),
+                        )
                     })
                     .await?;
                     match outcome {
@@ -292,6 +298,7 @@ impl Loader {
                     }
                 }
                 newly_done.push(path);
+                crate::metrics::batch_done(stream);
             }
         }
         Ok(())

@@ -34,8 +34,8 @@ pub struct Global {
     /// File holding the secret key for masking phone numbers (HMAC-SHA256).
     #[arg(long, global = true, env = "ETL_MASK_KEY_FILE")]
     pub mask_key_file: Option<PathBuf>,
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    /// Log format on stderr: `auto` is JSON lines unless stderr is a terminal.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
     /// Log filter, e.g. `info` or `etl_pipeline=debug`.
     #[arg(long, global = true, default_value = "warn", env = "ETL_LOG")]
@@ -45,7 +45,11 @@ pub struct Global {
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// JSON lines when stderr is not a terminal, else text.
+    Auto,
+    /// Text (colours only on a terminal).
     Text,
+    /// JSON lines.
     Json,
 }
 

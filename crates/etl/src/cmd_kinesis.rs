@@ -6,6 +6,7 @@ use clap::Args;
 use etl_kinesis::{LakeTarget, ProduceOptions, SourceOptions, StartPosition};
 use etl_pipeline::BatchWriter;
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// How to reach Kinesis: the `[aws]` settings of the configuration file, with these overrides.
 #[derive(Debug, Args)]
@@ -124,6 +125,10 @@ pub struct RunArgs {
     /// (default: `kinesis.batch_max_ms` of the configuration file, else 1000).
     #[arg(long)]
     pub batch_max_ms: Option<u64>,
+    /// `IP:port` of the /metrics, /healthz and /readyz listener, or `off`; overrides
+    /// `observability.listen` of the configuration file (default 0.0.0.0:9464).
+    #[arg(long, env = "ETL_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     #[command(flatten)]
     pub endpoint: KinesisEndpoint,
 }
@@ -168,6 +173,7 @@ fn start_position(text: &str) -> Result<StartPosition> {
 }
 
 pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
+    let observe = crate::observe::start(setup, true, args.metrics_listen.as_deref()).await?;
     let client = args.endpoint.client(setup).await?;
     let pipeline = Arc::new(setup.pipeline()?);
     pipeline.sync_catalog().await?;
@@ -198,15 +204,23 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
         .with_context(|| format!("opening Kinesis stream {kinesis_stream}"))?;
         stops.push(stop);
         let pipeline = pipeline.clone();
+        let span = tracing::info_span!(
+            "stream",
+            stream = stream.as_str(),
+            kinesis_stream = kinesis_stream.as_str()
+        );
         runs.push(tokio::spawn(async move {
+            let _gauges = crate::observe::kinesis_gauges(stream.as_str(), &committer);
             let writer: Arc<dyn BatchWriter> = Arc::new(committer.clone());
             let summary = pipeline
                 .ingest_with_writer(&stream, Box::new(source), None, writer)
+                .instrument(span)
                 .await?;
             committer.flush().await?;
             anyhow::Ok((summary, committer.lag()))
         }));
     }
+    observe.ready();
     let signals = tokio::spawn(async move {
         if wait_for_signal().await.is_ok() {
             tracing::warn!(
@@ -232,6 +246,7 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
         }
     }
     signals.abort();
+    observe.finish().await;
     match failed {
         Some(e) => Err(e),
         None => Ok(()),

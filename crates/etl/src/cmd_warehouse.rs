@@ -92,6 +92,11 @@ pub struct LoadArgs {
     /// (with --follow the loader retries forever). A batch is never skipped.
     #[arg(long, default_value_t = 10)]
     pub attempts: u32,
+    /// `IP:port` of the /metrics, /healthz and /readyz listener of --follow, or `off`; overrides
+    /// `observability.listen` of the configuration file (default 0.0.0.0:9464). Without
+    /// --follow nothing listens.
+    #[arg(long, env = "ETL_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 /// An IAM role ARN that migrate never uses (it runs no COPY) but the settings require.
@@ -186,6 +191,7 @@ async fn migrate(setup: &Setup, views: Option<&std::path::Path>, args: MigrateAr
 }
 
 async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
+    let observe = crate::observe::start(setup, args.follow, args.metrics_listen.as_deref()).await?;
     let lake_url = match &args.lake {
         Some(url) => url.clone(),
         None if !setup.lake_is_local() => setup.lake_location(),
@@ -221,11 +227,13 @@ async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
         ..LoaderSettings::default()
     };
     let mut loader = Loader::new(Arc::new(warehouse), lake, &lake_url, streams, settings)?;
+    observe.ready();
     let summary = if args.follow {
         loader.follow(shutdown_signal()).await?
     } else {
         loader.load_pending().await?
     };
+    observe.finish().await;
     println!(
         "{} batches loaded ({} rows), {} already loaded, {} without data files, {} retries",
         summary.loaded, summary.rows, summary.already_loaded, summary.empty, summary.retries

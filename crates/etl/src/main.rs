@@ -5,6 +5,7 @@ mod cmd_kinesis;
 mod cmd_warehouse;
 mod commands;
 mod config;
+mod observe;
 mod setup;
 
 use clap::Parser;

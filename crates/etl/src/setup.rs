@@ -16,15 +16,44 @@ use std::sync::Arc;
 /// A key that is public (it is in the source): fine for demos, never for real data.
 const DEMO_MASK_KEY: &[u8] = b"etl-demo-mask-key-NOT-SECRET-set-ETL_MASK_KEY_FILE";
 
+/// Logs on stderr: JSON lines (one object per event, its fields at the top level, the current
+/// span's fields under `span`) with `--log-format json` or when stderr is not a terminal;
+/// otherwise text, with colours only on a terminal. Whatever `--log` says, trace events of the
+/// AWS SDK and the HTTP crates are not written: they hold whole request and response bodies
+/// (the Redshift secret ARN, SQL parameters).
 pub fn init_logging(global: &Global) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let no_wire_dumps = tracing_subscriber::filter::filter_fn(|meta| {
+        *meta.level() != tracing::Level::TRACE
+            || !["aws_", "hyper", "h2", "rustls"]
+                .iter()
+                .any(|p| meta.target().starts_with(p))
+    });
+    let terminal = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match global.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        .with_writer(std::io::stderr)
+        .with_ansi(terminal);
+    let json = match global.log_format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !terminal,
+    };
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .finish()
+            .with(no_wire_dumps)
+            .init();
+    } else {
+        builder.finish().with(no_wire_dumps).init();
     }
 }
 
@@ -40,6 +69,8 @@ pub struct Setup {
     /// AWS clients, loaded once when the lake is on S3.
     aws_clients: Option<AwsClients>,
     pub key_is_demo: bool,
+    /// `[observability]` of the configuration file.
+    pub observability: crate::observe::ObservabilityConfig,
     key: MaskKey,
     transform_sql: Vec<etl_transform::TransformSql>,
 }
@@ -71,6 +102,7 @@ impl Setup {
         let options = config.pipeline;
         options.validate()?;
         let lake_target = config.lake.resolve(&global.dir)?;
+        config.observability.address(None)?;
         let aws_clients = match &lake_target {
             LakeTargetConfig::S3 { .. } => Some(
                 AwsClients::load(&config.aws)
@@ -109,6 +141,7 @@ impl Setup {
             kinesis: config.kinesis,
             aws_clients,
             key_is_demo,
+            observability: config.observability,
             key,
             transform_sql,
         })

@@ -2,7 +2,7 @@
 //! its reader starts) and shard ends (a shard read to its end is marked finished once its last
 //! batch is committed, so its children may be read).
 
-use super::{Shared, ShardPosition};
+use super::{ShardPosition, Shared};
 use crate::positions::RecordPosition;
 use crate::reader::{read_shard, StartPosition};
 use crate::shards::{list_shards, readable_shards, ShardInfo};
@@ -144,4 +144,3 @@ impl Shared {
         Ok(())
     }
 }
-

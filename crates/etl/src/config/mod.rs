@@ -1,5 +1,5 @@
 //! The configuration file (`--config`): one TOML file with a section per part (`[pipeline]`,
-//! `[lake]`, `[aws]`, `[kinesis]`), every field documented on its struct, unknown keys refused,
+//! `[lake]`, `[aws]`, `[kinesis]`, `[observability]`), every field documented on its struct, unknown keys refused,
 //! and `ETL_<SECTION>__<FIELD>` environment variables overriding fields.
 
 use anyhow::{bail, Context, Result};
@@ -24,6 +24,11 @@ pub struct ConfigFile {
     /// Glue; see `etl_aws::AwsSettings`. Default: region us-east-1, the SDK's credential chain.
     #[serde(default)]
     pub aws: AwsSettings,
+    /// The listener of `/metrics`, `/healthz` and `/readyz` of the long-running commands; see
+    /// `crate::observe::ObservabilityConfig`. Default: `0.0.0.0:9464` for `etl run` and `etl
+    /// warehouse load --follow`, none for the other commands.
+    #[serde(default)]
+    pub observability: crate::observe::ObservabilityConfig,
     /// The Kinesis streams `etl run` consumes (and `etl produce` writes to) and how it reads
     /// them; see [`KinesisConfig`].
     #[serde(default)]

@@ -26,16 +26,30 @@ fn toml_blocks(text: &str) -> Vec<String> {
 #[test]
 fn every_toml_example_in_the_documentation_parses_as_a_configuration_file() {
     let mut files = vec![std::path::PathBuf::from(format!("{REPO}/README.md"))];
-    for entry in std::fs::read_dir(format!("{REPO}/docs")).expect("docs/") {
-        let path = entry.expect("docs entry").path();
-        if path.extension().is_some_and(|e| e == "md") {
-            files.push(path);
+    let mut stack = vec![
+        std::path::PathBuf::from(format!("{REPO}/docs")),
+        std::path::PathBuf::from(format!("{REPO}/deploy")),
+    ];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("docs/ and deploy/") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "md" || e == "toml") {
+                files.push(path);
+            }
         }
     }
     let mut checked = 0;
     for file in files {
         let text = std::fs::read_to_string(&file).expect("read doc");
-        for (i, block) in toml_blocks(&text).into_iter().enumerate() {
+        // A .toml file is one example; Markdown holds them in ```toml blocks.
+        let blocks = if file.extension().is_some_and(|e| e == "toml") {
+            vec![text]
+        } else {
+            toml_blocks(&text)
+        };
+        for (i, block) in blocks.into_iter().enumerate() {
             let origin = format!("{} block {}", file.display(), i + 1);
             let config = ConfigFile::parse(&block, &origin, Vec::new())
                 .unwrap_or_else(|e| panic!("{origin}: {e:#}\n{block}"));
@@ -50,7 +64,10 @@ fn every_toml_example_in_the_documentation_parses_as_a_configuration_file() {
             checked += 1;
         }
     }
-    assert!(checked >= 1, "the README has a configuration example");
+    assert!(
+        checked >= 3,
+        "the README and the deploy/ examples hold configuration files ({checked} checked)"
+    );
 }
 
 #[test]

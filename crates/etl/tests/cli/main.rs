@@ -7,6 +7,8 @@ mod third_stream;
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod observe;
+
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn etl(dir: &Path, args: &[&str]) -> Output {
@@ -21,6 +23,7 @@ fn etl(dir: &Path, args: &[&str]) -> Output {
         .env_remove("ETL_CONFIG")
         .env_remove("ETL_DIR")
         .env_remove("ETL_MASK_KEY_FILE")
+        .env("ETL_METRICS_LISTEN", "127.0.0.1:0")
         .output();
     match output {
         Ok(o) => o,
@@ -318,6 +321,7 @@ async fn etl_run_stopped_by_sigterm_resumes_without_loss_or_duplicates() -> Test
             "run",
         ])
         .args(streams)
+        .env("ETL_METRICS_LISTEN", "127.0.0.1:0")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
