@@ -320,7 +320,7 @@ async fn added_field_becomes_a_column_and_breaking_changes_are_refused() -> Test
     assert_eq!(after, v2_columns);
     assert_eq!(
         params.get("etl.schema_version").map(String::as_str),
-        Some("2")
+        Some(v2.version.to_string().as_str())
     );
     Ok(())
 }
