@@ -80,23 +80,19 @@ pub struct TransformSql {
 
 /// The transform queries compiled into the binary (the repository's `queries/transform/`).
 pub fn embedded_sql() -> Vec<TransformSql> {
-    [
-        (
-            "app_events",
-            include_str!("../../../queries/transform/app_events.sql"),
-        ),
-        (
-            "call_events",
-            include_str!("../../../queries/transform/call_events.sql"),
-        ),
-    ]
-    .into_iter()
-    .map(|(stream, sql)| TransformSql {
-        stream: stream.into(),
-        origin: format!("queries/transform/{stream}.sql"),
-        sql: sql.into(),
-    })
-    .collect()
+    // Every queries/transform/*.sql, listed by build.rs: adding a stream adds no code.
+    const FILES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/embedded_transforms.rs"));
+    FILES
+        .iter()
+        .map(|(file, sql)| {
+            let stream = file.strip_suffix(".sql").unwrap_or(file);
+            TransformSql {
+                stream: stream.into(),
+                origin: format!("queries/transform/{file}"),
+                sql: (*sql).into(),
+            }
+        })
+        .collect()
 }
 
 /// Loads `<dir>/<stream>.sql` for every `*.sql` file of `dir`.
