@@ -1,4 +1,4 @@
-//! Helpers of `kinesis_resilience.rs`: streams, a keyed in-order producer, the pipeline, reading
+//! Helpers of `kinesis_resilience/mod.rs`: streams, a keyed in-order producer, the pipeline, reading
 //! the lake back and the exactly-once / per-key order checks.
 
 use std::collections::HashMap;

@@ -22,7 +22,6 @@ use etl_testbed::{unique_name, FaultPlan, FaultProxy, Kinesalite};
 
 use crate::{Context, Failure, TestResult};
 
-#[path = "kinesis_resilience_support.rs"]
 mod support;
 use support::{
     assert_exactly_once, assert_per_key_order, create_stream, ids, keyed_events, lake_rows, now_ms,
