@@ -565,3 +565,27 @@ async fn etl_warehouse_load_follow_exports_loads_and_pending_batches() -> TestRe
     assert!(log.contains("stopping: /readyz answers 503"), "{log}");
     Ok(())
 }
+
+#[test]
+fn logs_on_a_pipe_are_json_lines_by_default_and_text_without_colour_codes_on_request() -> TestResult
+{
+    let tmp = tempfile::tempdir()?;
+    // The demo-key warning is logged by every command run without --mask-key-file.
+    let auto = super::etl(tmp.path(), &["query", "SELECT 1 AS one"]);
+    assert!(auto.status.success(), "{}", text(&auto.stderr));
+    let line = text(&auto.stderr);
+    let event: serde_json::Value = serde_json::from_str(line.lines().next().ok_or("no log")?)?;
+    assert_eq!(event["level"], "WARN", "{line}");
+    assert_eq!(event["target"], "etl::setup", "{line}");
+    let plain = super::etl(
+        tmp.path(),
+        &["--log-format", "text", "query", "SELECT 1 AS one"],
+    );
+    let line = text(&plain.stderr);
+    assert!(
+        line.contains(" WARN etl::setup: phone numbers are masked"),
+        "{line}"
+    );
+    assert!(!line.contains('\u{1b}'), "colour codes on a pipe: {line:?}");
+    Ok(())
+}
