@@ -36,7 +36,7 @@ pub(crate) use etl_testbed::create_stream;
 
 /// Generated app events, about 1 % malformed (so dead letters exist); records over 1 MiB, which
 /// Kinesis refuses, are left out.
-fn lines(seed: u64, n: u64) -> Result<Vec<Vec<u8>>, Failure> {
+pub(crate) fn lines(seed: u64, n: u64) -> Result<Vec<Vec<u8>>, Failure> {
     let cfg = GeneratorConfig {
         seed,
         events: n,
@@ -100,7 +100,7 @@ pub(crate) async fn put(
     Ok(())
 }
 
-fn s3_lake(s3_endpoint: &str, location: &str) -> Result<Lake, Failure> {
+pub(crate) fn s3_lake(s3_endpoint: &str, location: &str) -> Result<Lake, Failure> {
     let settings = etl_testbed::settings_for(s3_endpoint);
     let options = etl_glue::s3_options(&settings, S3Encryption::S3Managed);
     Lake::open_s3(location, &options).context("S3 lake")
@@ -122,7 +122,7 @@ async fn new_bucket_lake(moto: &etl_testbed::Moto) -> Result<(String, Lake), Fai
 }
 
 /// One consumer run until every shard is at its tip; the error text if it stopped on one.
-async fn consume(
+pub(crate) async fn consume(
     client: &etl_aws::kinesis::Client,
     stream: &str,
     lake: &Lake,
@@ -207,7 +207,7 @@ async fn read_lake(lake: &Lake) -> Result<(Vec<String>, Vec<DeadLetter>), Failur
 
 /// Every produced line is either a valid event in the table exactly once or a dead letter
 /// exactly once; nothing else is there; staging is empty and the commit log is a gapless chain.
-async fn assert_exactly_once(lake: &Lake, produced: &[Vec<u8>]) -> TestResult {
+pub(crate) async fn assert_exactly_once(lake: &Lake, produced: &[Vec<u8>]) -> TestResult {
     let (ids, dead) = read_lake(lake).await?;
     let mut in_lake: HashMap<String, u32> = HashMap::new();
     for id in &ids {

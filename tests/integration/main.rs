@@ -9,6 +9,7 @@ mod kinesis_kpl_agg;
 mod kinesis_resilience;
 mod kinesis_source;
 mod lake_delivery;
+mod lake_outage;
 mod lake_s3;
 mod redshift_suite;
 mod testbed_process;

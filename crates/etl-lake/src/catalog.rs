@@ -42,6 +42,33 @@ pub enum CatalogError {
     Backend(String),
 }
 
+impl CatalogError {
+    /// Whether trying again later may succeed: the lake (file catalog) or the catalog service
+    /// could not be reached or was throttled after the SDK's retries. A breaking change, an
+    /// unknown table or a refused request (permissions) is not transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CatalogError::Lake(e) => e.is_transient(),
+            CatalogError::Backend(message) => {
+                let m = message.to_ascii_lowercase();
+                [
+                    "dispatch failure",
+                    "timeout",
+                    "timed out",
+                    "throttl",
+                    "connection",
+                    "service unavailable",
+                    "internalservice",
+                    "internal service",
+                ]
+                .iter()
+                .any(|needle| m.contains(needle))
+            }
+            CatalogError::Breaking { .. } | CatalogError::UnknownTable(_) => false,
+        }
+    }
+}
+
 /// Tables and partitions of the lake.
 #[async_trait]
 pub trait Catalog: Send + Sync {

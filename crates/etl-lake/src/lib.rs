@@ -43,6 +43,21 @@ pub use store::{
     MULTIPART_THRESHOLD_BYTES,
 };
 
+impl LakeError {
+    /// Whether trying again later may succeed: the object store could not be reached or
+    /// answered with a server error after its own retries (`object_store`'s `Generic` errors).
+    /// Permission, authentication, configuration and data errors are not transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LakeError::Write { source, .. } | LakeError::Read { source, .. } => matches!(
+                source,
+                object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Errors of the lake.
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {

@@ -116,7 +116,7 @@ pub const METRICS: &[MetricDef] = &[
     counter(
         "etl_records_filtered_total",
         &["stream"],
-        "Rows the transform SQL's WHERE dropped (0 until the pipeline counts them apart from duplicates).",
+        "Rows the transform SQL's WHERE dropped (not duplicates: those are counted apart).",
     ),
     counter(
         "etl_records_dead_lettered_total",

@@ -63,6 +63,7 @@ async fn consume(
         discovery_interval: Duration::from_millis(500),
         start: StartPosition::TrimHorizon,
         reader,
+        ..SourceOptions::default()
     };
     let catalog: Arc<dyn Catalog> = Arc::new(FileCatalog::new(lake.clone()));
     let target = LakeTarget::new(lake.clone(), STREAM, Some(catalog));

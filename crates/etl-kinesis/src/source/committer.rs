@@ -7,7 +7,7 @@ use crate::positions::ShardPosition;
 use crate::KinesisError;
 use async_trait::async_trait;
 use etl_lake::catalog::Catalog;
-use etl_lake::delivery::{prepare_batch, BatchFile, DeliveryError, FailPoint};
+use etl_lake::delivery::{prepare_batch, BatchFile, Delivery, DeliveryError, FailPoint, Resume};
 use etl_lake::raw::{encode_raw, raw_file, RawLine};
 use etl_lake::{BatchCommit, BatchId, Lake, PositionRange};
 use etl_pipeline::{BatchWriter, CommitError, ProcessedBatch};
@@ -170,20 +170,13 @@ impl PositionCommitter {
                 delivery = delivery.fail_at(point);
             }
         }
-        let (record, next) = delivery
-            .commit(&resume, &first_text, &last_text, files)
-            .await
-            .map_err(|e| match e {
-                DeliveryError::Fenced { .. } => KinesisError::Fenced(format!(
-                    "{e}. Another consumer is writing shard {shard} of Kinesis stream {}; this one stops",
-                    shared.stream
-                )),
-                other => KinesisError::Delivery(other),
-            })?;
+        let next = self
+            .commit_riding_outages(&delivery, &resume, &first_text, &last_text, files, &shard)
+            .await?;
         tracing::debug!(
             stream = shared.stream,
             shard,
-            n = record.n,
+            n = resume.next,
             last = last_text,
             "batch committed"
         );
@@ -201,6 +194,78 @@ impl PositionCommitter {
             },
         );
         Ok(manifest)
+    }
+}
+
+impl PositionCommitter {
+    /// Commits `files` as record `resume.next` of `shard`'s log, riding out a lake or catalog
+    /// that is unavailable (`DeliveryError::is_transient`): it waits with the project's backoff
+    /// (`SourceOptions::commit_retry_*`), recovers the shard's log — the failed attempt may have
+    /// created the record, which recovery then publishes — and commits again, until it
+    /// succeeds or a stop is requested. The stream's later batches wait behind it (commits are
+    /// in order); its shards' readers keep their place. Anything else stops the stream.
+    async fn commit_riding_outages(
+        &self,
+        delivery: &Delivery,
+        resume: &Resume,
+        first: &str,
+        last: &str,
+        files: Vec<BatchFile>,
+        shard: &str,
+    ) -> Result<Resume, KinesisError> {
+        let shared = &self.shared;
+        let fenced = |e: DeliveryError| {
+            match e {
+            DeliveryError::Fenced { .. } => KinesisError::Fenced(format!(
+                "{e}. Another consumer is writing shard {shard} of Kinesis stream {}; this one stops",
+                shared.stream
+            )),
+            other => KinesisError::Delivery(other),
+        }
+        };
+        let options = &shared.options;
+        let mut backoff =
+            etl_aws::backoff::Backoff::new(options.commit_retry_initial, options.commit_retry_max);
+        loop {
+            let error = match delivery.commit(resume, first, last, files.clone()).await {
+                Ok((_, next)) => return Ok(next),
+                Err(e) if e.is_transient() && !shared.stop.is_stopped() => e,
+                Err(e) => return Err(fenced(e)),
+            };
+            // Wait, then find out what the failed attempt left: nothing, or the record.
+            let mut error = error;
+            loop {
+                let pause = backoff.next_delay();
+                tracing::warn!(
+                    stream = shared.stream,
+                    shard,
+                    record = resume.next,
+                    %error,
+                    failures_in_a_row = backoff.failures(),
+                    pause_ms = pause.as_millis() as u64,
+                    "committing to the lake failed (unavailable); the stream's commits wait and retry"
+                );
+                tokio::time::sleep(pause).await;
+                if shared.stop.is_stopped() {
+                    return Err(KinesisError::Delivery(error));
+                }
+                match delivery.recover().await {
+                    Ok(now) if now.next == resume.next + 1 && now.after.as_deref() == Some(last) => {
+                        tracing::info!(stream = shared.stream, shard, record = resume.next, "the failed attempt had committed the batch; recovery published it");
+                        return Ok(now);
+                    }
+                    Ok(now) if now == *resume => break,
+                    Ok(now) => {
+                        return Err(KinesisError::Fenced(format!(
+                            "shard {shard} of Kinesis stream {}: while record {} was being retried the log moved on to {now:?}: another consumer committed it; this one stops",
+                            shared.stream, resume.next
+                        )))
+                    }
+                    Err(e) if e.is_transient() && !shared.stop.is_stopped() => error = e,
+                    Err(e) => return Err(fenced(e)),
+                }
+            }
+        }
     }
 }
 

@@ -43,7 +43,17 @@ pub struct SourceOptions {
     pub stop_when_caught_up: bool,
     /// How often shards are listed again (new shards after resharding).
     pub discovery_interval: Duration,
+    /// First wait before a commit is retried while the lake or catalog is unavailable; doubles
+    /// (with full jitter) up to `commit_retry_max`. Default: [`DEFAULT_COMMIT_RETRY_INITIAL`].
+    pub commit_retry_initial: Duration,
+    /// Longest wait between commit retries. Default: [`DEFAULT_COMMIT_RETRY_MAX`].
+    pub commit_retry_max: Duration,
 }
+
+/// Default of [`SourceOptions::commit_retry_initial`].
+pub const DEFAULT_COMMIT_RETRY_INITIAL: Duration = Duration::from_millis(500);
+/// Default of [`SourceOptions::commit_retry_max`].
+pub const DEFAULT_COMMIT_RETRY_MAX: Duration = Duration::from_secs(30);
 
 impl Default for SourceOptions {
     fn default() -> Self {
@@ -53,6 +63,8 @@ impl Default for SourceOptions {
             batch_max_ms: 1_000,
             stop_when_caught_up: false,
             discovery_interval: Duration::from_secs(10),
+            commit_retry_initial: DEFAULT_COMMIT_RETRY_INITIAL,
+            commit_retry_max: DEFAULT_COMMIT_RETRY_MAX,
         }
     }
 }
@@ -142,6 +154,8 @@ struct Shared {
     options: SourceOptions,
     tx: mpsc::Sender<ShardEvent>,
     state: Mutex<State>,
+    /// The source's stop request (the committer stops retrying when it is set).
+    stop: StopHandle,
 }
 
 mod committer;
@@ -223,6 +237,7 @@ pub async fn open_source(
         options,
         tx,
         state: Mutex::new(state),
+        stop: StopHandle::default(),
     });
     shared.discover(true).await?;
     let background = {
@@ -274,7 +289,7 @@ pub async fn open_source(
         name: format!("kinesis:{stream}"),
         tag: format!("{stream}-{started_ms}"),
         started_ms,
-        stop: StopHandle::default(),
+        stop: shared.stop.clone(),
     };
     let stop = source.stop.clone();
     Ok((source, PositionCommitter { shared }, stop))

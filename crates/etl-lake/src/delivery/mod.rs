@@ -154,6 +154,19 @@ fn staging_prefix(stream: &str, shard: &str) -> String {
     format!("_staging/{stream}/{shard}")
 }
 
+impl DeliveryError {
+    /// Whether the same commit may succeed later: the lake or the catalog was unavailable. A
+    /// retried commit is safe after [`Delivery::recover`] (the failed attempt may have created
+    /// the record).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DeliveryError::Lake(e) => e.is_transient(),
+            DeliveryError::Catalog(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 impl Delivery {
     /// A writer of `stream`/`shard` in `lake`, named `writer` in the records it commits;
     /// partitions go to `catalog` if given.

@@ -1,0 +1,78 @@
+//! An S3 outage while the consumer commits: every connection to the lake is dropped for 25 s
+//! (longer than the S3 client's own retries), through a loopback fault proxy in front of moto.
+//! The consumer does not stop: its commits wait with backoff, recover the shard's log (a
+//! failed attempt may have created the record) and go on; afterwards every event is in the lake
+//! exactly once.
+
+use crate::lake_delivery::{assert_exactly_once, consume, lines, put, s3_lake};
+use crate::{Context, Failure, TestResult};
+use etl_testbed::{create_stream, unique_name, FaultPlan, FaultProxy};
+use std::time::{Duration, Instant};
+
+const EVENTS: u64 = 30_000;
+const OUTAGE: Duration = Duration::from_secs(25);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_25_s_s3_outage_is_ridden_out_and_every_event_lands_once() -> TestResult {
+    let kinesalite = etl_testbed::kinesis().await?;
+    let moto = etl_testbed::moto().await?;
+    let client = kinesalite.client().await?;
+    let stream = unique_name("lake-outage");
+    create_stream(&client, &stream, 2).await?;
+    let produced = lines(4242, EVENTS)?;
+    put(&client, &stream, &produced).await?;
+
+    let bucket = unique_name("outage");
+    moto.clients()
+        .await?
+        .s3()
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .context("CreateBucket")?;
+    let location = format!("s3://{bucket}/lake");
+    let proxy = FaultProxy::start(moto.port(), FaultPlan::default()).await?;
+    let through_proxy = s3_lake(proxy.endpoint(), &location)?;
+    let direct = s3_lake(moto.endpoint(), &location)?;
+
+    let consumer = {
+        let (client, stream) = (client.clone(), stream.clone());
+        tokio::spawn(
+            async move { consume(&client, &stream, &through_proxy, 500, "outage", None).await },
+        )
+    };
+    // Once the first batch is committed, cut the lake off.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while direct.list("_delivery").await.context("list")?.is_empty() {
+        if Instant::now() > deadline || consumer.is_finished() {
+            return Err(Failure("no batch was committed before the outage".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.set_plan(FaultPlan {
+        drop_fraction: 1.0,
+        ..FaultPlan::default()
+    });
+    tokio::time::sleep(OUTAGE).await;
+    let during = proxy.stats();
+    proxy.set_plan(FaultPlan::default());
+    assert!(
+        !consumer.is_finished(),
+        "the consumer stopped during the outage: {:?}",
+        consumer.await
+    );
+    assert!(
+        during.dropped > 0,
+        "the outage dropped requests: {during:?}"
+    );
+
+    let summary = consumer
+        .await
+        .context("consumer task")??
+        .map_err(|e| Failure(format!("the consumer stopped: {e}")))?;
+    assert_eq!(summary.read, produced.len() as u64, "{summary:?}");
+    assert!(summary.reconciles(), "{summary:?}");
+    assert_exactly_once(&direct, &produced).await?;
+    Ok(())
+}
