@@ -1,8 +1,8 @@
 //! Writing the lake's objects.
 
-use crate::dead_letters::{to_ndjson, DeadLetter};
+use crate::dead_letters::DeadLetter;
 use crate::encode::EncodedFile;
-use crate::layout::{commit_file, data_file, dead_letter_file, BatchId, PartitionValues};
+use crate::layout::{BatchId, PartitionValues};
 use crate::s3::{open_s3_store, S3Options};
 use crate::LakeError;
 use bytes::Bytes;
@@ -219,43 +219,25 @@ impl Lake {
         dead_letters: &[DeadLetter],
         dead_letter_dt: &str,
     ) -> Result<BatchCommit, LakeError> {
-        let mut committed = Vec::with_capacity(files.len());
+        // The same names and manifest as the delivery protocol's (one path for both); the
+        // files are written in order, the manifest last.
+        let (files, manifest) = crate::delivery::prepare_batch(
+            stream,
+            batch_id,
+            source.name,
+            crate::delivery::ManifestPositions::Lines {
+                first: source.first,
+                last: source.last,
+            },
+            files,
+            dead_letters,
+            dead_letter_dt,
+            None,
+        )?;
         for f in files {
-            let path = data_file(stream, &f.partition, batch_id, f.part);
-            let bytes = f.bytes.len() as u64;
-            self.put(&path, f.bytes).await?;
-            committed.push(CommittedFile {
-                path,
-                partition: f.partition,
-                rows: f.rows as u64,
-                bytes,
-            });
+            self.put(&f.path, f.bytes).await?;
         }
-        let dead_letter_file = if dead_letters.is_empty() {
-            None
-        } else {
-            let path = dead_letter_file(stream, dead_letter_dt, batch_id);
-            self.put(&path, Bytes::from(to_ndjson(dead_letters)?))
-                .await?;
-            Some(path)
-        };
-        let commit = BatchCommit {
-            stream: stream.to_string(),
-            batch_id: batch_id.clone(),
-            source: source.name.to_string(),
-            first_position: source.first,
-            last_position: source.last,
-            files: committed,
-            dead_letter_file,
-            dead_letters: dead_letters.len() as u64,
-            range: None,
-        };
-        self.put(
-            &commit_file(stream, batch_id),
-            Bytes::from(serde_json::to_vec_pretty(&commit)?),
-        )
-        .await?;
-        Ok(commit)
+        Ok(manifest)
     }
 
     /// Every commit record of `stream`, in batch-id order.

@@ -7,7 +7,9 @@ use crate::positions::ShardPosition;
 use crate::KinesisError;
 use async_trait::async_trait;
 use etl_lake::catalog::Catalog;
-use etl_lake::delivery::{prepare_batch, BatchFile, Delivery, DeliveryError, FailPoint, Resume};
+use etl_lake::delivery::{
+    prepare_batch, BatchFile, Delivery, DeliveryError, FailPoint, ManifestPositions, Resume,
+};
 use etl_lake::raw::{encode_raw, raw_file, RawLine};
 use etl_lake::{BatchCommit, BatchId, Lake, PositionRange};
 use etl_pipeline::{BatchWriter, CommitError, ProcessedBatch};
@@ -158,7 +160,7 @@ impl PositionCommitter {
             table,
             &batch_id,
             &source_name,
-            range,
+            ManifestPositions::Range(range),
             batch.files,
             &dead,
             &batch.dead_letter_dt,

@@ -9,7 +9,7 @@
 mod record;
 mod verify;
 
-pub use record::{prepare_batch, BatchFile, CommitRecord, RecordFile, Resume};
+pub use record::{prepare_batch, BatchFile, CommitRecord, ManifestPositions, RecordFile, Resume};
 pub use verify::compare_positions;
 
 use crate::catalog::{Catalog, CatalogError};

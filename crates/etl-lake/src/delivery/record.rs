@@ -20,6 +20,15 @@ pub struct BatchFile {
     pub bytes: Bytes,
 }
 
+/// Where a batch's records were, as its manifest records it.
+#[derive(Debug, Clone)]
+pub enum ManifestPositions {
+    /// Line numbers of a file source (`first_position`, `last_position`).
+    Lines { first: u64, last: u64 },
+    /// A shard's range (`range`), for sources whose positions are not numbers.
+    Range(PositionRange),
+}
+
 /// The files of one batch under their deterministic names, ready for [`Delivery::commit`]: the
 /// data files (names from `batch_id` and the partition), the dead-letter file if any record was
 /// rejected, the raw archive file if given (`raw`: [`crate::raw::raw_file`] and
@@ -31,7 +40,7 @@ pub fn prepare_batch(
     stream: &str,
     batch_id: &BatchId,
     source_name: &str,
-    range: PositionRange,
+    positions: ManifestPositions,
     files: Vec<EncodedFile>,
     dead_letters: &[DeadLetter],
     dead_letter_dt: &str,
@@ -70,16 +79,20 @@ pub fn prepare_batch(
         partition: None,
         ..r
     }));
+    let (first_position, last_position, range) = match positions {
+        ManifestPositions::Lines { first, last } => (first, last, None),
+        ManifestPositions::Range(range) => (0, 0, Some(range)),
+    };
     let manifest = BatchCommit {
         stream: stream.to_string(),
         batch_id: batch_id.clone(),
         source: source_name.to_string(),
-        first_position: 0,
-        last_position: 0,
+        first_position,
+        last_position,
         files: committed,
         dead_letter_file,
         dead_letters: dead_letters.len() as u64,
-        range: Some(range),
+        range,
     };
     out.push(BatchFile {
         path: commit_file(stream, batch_id),
