@@ -158,7 +158,7 @@ h2{margin:16px 0 8px;font-size:16px;color:#52606d}
 main{padding:0 24px 24px;max-width:1320px}
 .grid{display:grid;grid-template-columns:repeat(36,minmax(0,1fr));grid-auto-rows:26px;gap:6px}
 .visual{background:#fff;border:1px solid #dde3ea;border-radius:4px;padding:6px 8px;overflow:hidden;display:flex;flex-direction:column}
-.visual h3{margin:0 0 4px;font-size:13px;font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.visual h3{flex:none;margin:0 0 4px;font-size:13px;font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .visual svg{width:100%;height:auto;flex:1 1 auto;min-height:0}
 .kpi-value{font-size:32px;font-weight:600;line-height:1.1}
 .kpi-trend{font-size:12px;color:#52606d}
@@ -381,8 +381,8 @@ fn table_html(wells: &Wells<'_>, frame: &Frame) -> String {
     html
 }
 
-/// Numbers as a person reads them: integers with thousands separators, others with 3
-/// significant decimals below 10 and 1 decimal above.
+/// Numbers as a person reads them: integers with thousands separators, ratios (below 1) with
+/// 3 decimals, other numbers with 1.
 pub fn format_number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         let digits = format!("{}", v.abs() as u64);
@@ -395,7 +395,7 @@ pub fn format_number(v: f64) -> String {
         }
         return if v < 0.0 { format!("-{out}") } else { out };
     }
-    if v.abs() < 10.0 {
+    if v.abs() < 1.0 {
         format!("{v:.3}")
     } else {
         format!("{v:.1}")

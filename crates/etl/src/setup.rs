@@ -28,6 +28,10 @@ pub struct ConfigFile {
     /// Glue; see `etl_aws::AwsSettings`. Default: region us-east-1, the SDK's credential chain.
     #[serde(default)]
     pub aws: AwsSettings,
+    /// Values of the `${…}` placeholders of `dashboards/` for `etl dashboards deploy`; see
+    /// `etl_dashboards::deploy::DeployConfig`.
+    #[serde(default)]
+    pub dashboards: etl_dashboards::deploy::DeployConfig,
 }
 
 /// `[lake]` of the configuration file.
