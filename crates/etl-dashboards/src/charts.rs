@@ -179,7 +179,7 @@ fn category_label(cats: &[String], x: f64, every: usize) -> String {
         return String::new();
     }
     let i = i as usize;
-    if i % every != 0 {
+    if !i.is_multiple_of(every) {
         return String::new();
     }
     cats.get(i).cloned().unwrap_or_default()

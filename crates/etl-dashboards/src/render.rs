@@ -338,7 +338,15 @@ fn kpi_html(frame: &Frame) -> (String, Option<f64>) {
                 };
                 let _ = write!(html, "<div class=\"kpi-trend\">{} <span class=\"{class}\">{arrow} {change:+.1}%</span> vs {} ({})</div>", esc(period), esc(prev_period), format_number(prev));
             }
-            _ => {
+            Some((prev_period, _)) => {
+                let _ = write!(
+                    html,
+                    "<div class=\"kpi-trend\">{} vs {} (0)</div>",
+                    esc(period),
+                    esc(prev_period)
+                );
+            }
+            None => {
                 let _ = write!(
                     html,
                     "<div class=\"kpi-trend\">{} (no previous period)</div>",
