@@ -343,6 +343,17 @@ fn validate_and_deploy_from_the_command_line() -> TestResult {
         text(&ok.stdout)
     );
 
+    // Render with --png on the (empty) lake: pages and PNG screenshots, no data drawn.
+    let render = etl(tmp.path(), &["dashboards", "render", "--png"]);
+    assert!(render.status.success(), "{}", text(&render.stderr));
+    let printed = text(&render.stdout);
+    let pngs: Vec<&str> = printed.lines().filter(|l| l.ends_with(".png")).collect();
+    assert_eq!(pngs.len(), 2, "{printed}");
+    for png in pngs {
+        let bytes = std::fs::read(png)?;
+        assert!(bytes.starts_with(b"\x89PNG"), "{png} is not a PNG");
+    }
+
     // A misspelled column in a copy of the folder: refused with the file and JSON path.
     let copy = tmp.path().join("dashboards");
     std::fs::create_dir_all(copy.join("datasets"))?;
