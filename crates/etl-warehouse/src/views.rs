@@ -38,7 +38,7 @@ pub fn embedded_views() -> Result<Vec<ViewDef>> {
             )
         };
     }
-    const FILES: [(&str, &str); 9] = [
+    const FILES: [(&str, &str); 10] = [
         view!("answer_seizure_ratio"),
         view!("call_duration"),
         view!("call_outcomes"),
@@ -48,6 +48,7 @@ pub fn embedded_views() -> Result<Vec<ViewDef>> {
         view!("failed_call_causes"),
         view!("messages_per_hour"),
         view!("mos_distribution"),
+        view!("weekly_active_users"),
     ];
     let views = FILES
         .iter()

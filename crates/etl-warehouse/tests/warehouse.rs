@@ -230,7 +230,7 @@ async fn view_rows_limits_and_refuses_unknown_views() -> TestResult {
         warehouse.views().last().map(String::as_str),
         Some("answer_seizure_ratio")
     );
-    assert_eq!(warehouse.views().len(), 9);
+    assert_eq!(warehouse.views().len(), 10);
     assert_eq!(warehouse.tables(), ["app_events", "call_events"]);
     Ok(())
 }

@@ -84,6 +84,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::cmd_warehouse::WarehouseCommand,
     },
+    /// QuickSight dashboards (dashboards/): validate against the views, render offline HTML, deploy.
+    Dashboards {
+        #[command(subcommand)]
+        command: crate::cmd_dashboards::DashboardsCommand,
+    },
 }
 
 #[derive(Debug, Args)]

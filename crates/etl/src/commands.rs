@@ -35,6 +35,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Warehouse { command } => {
             crate::cmd_warehouse::run(&setup, cli.global.views.as_deref(), command).await
         }
+        Command::Dashboards { command } => {
+            crate::cmd_dashboards::run(&cli.global, &setup, command).await
+        }
     }
 }
 
@@ -228,6 +231,7 @@ async fn demo(global: &crate::cli::Global, setup: &Setup, args: DemoArgs) -> Res
     drop(pipeline);
     println!("3/3 curated views (first {} rows each):", args.rows);
     views(global, setup, args.rows).await?;
+    crate::cmd_dashboards::render_for_demo(global, setup).await?;
     let peak = peak_rss_mib().map_or(String::new(), |mib| format!(", peak memory {mib} MiB"));
     println!(
         "done in {:.1}s{peak}. Try: etl --dir {} query \"SELECT * FROM calls_per_hour LIMIT 5\"",
@@ -335,7 +339,10 @@ async fn catalog(setup: &Setup, command: CatalogCommand) -> Result<()> {
     Ok(())
 }
 
-async fn open_warehouse(global: &crate::cli::Global, setup: &Setup) -> Result<LocalWarehouse> {
+pub(crate) async fn open_warehouse(
+    global: &crate::cli::Global,
+    setup: &Setup,
+) -> Result<LocalWarehouse> {
     if !setup.lake_is_local() {
         bail!(
             "the local warehouse reads local lakes only, and the configured lake is {}: query it with Athena, or load it into Redshift with `etl warehouse load`",

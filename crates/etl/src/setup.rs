@@ -66,6 +66,8 @@ pub struct Setup {
     aws: AwsSettings,
     /// `[kinesis]` of the configuration file.
     pub kinesis: KinesisConfig,
+    /// `[dashboards]` of the configuration file (placeholders of `etl dashboards deploy`).
+    pub dashboards: etl_dashboards::deploy::DeployConfig,
     /// AWS clients, loaded once when the lake is on S3.
     aws_clients: Option<AwsClients>,
     pub key_is_demo: bool,
@@ -139,6 +141,7 @@ impl Setup {
             lake_target,
             aws: config.aws,
             kinesis: config.kinesis,
+            dashboards: config.dashboards,
             aws_clients,
             key_is_demo,
             observability: config.observability,

@@ -1,5 +1,5 @@
 //! The configuration file (`--config`): one TOML file with a section per part (`[pipeline]`,
-//! `[lake]`, `[aws]`, `[kinesis]`, `[observability]`), every field documented on its struct, unknown keys refused,
+//! `[lake]`, `[aws]`, `[kinesis]`, `[observability]`, `[dashboards]`), every field documented on its struct, unknown keys refused,
 //! and `ETL_<SECTION>__<FIELD>` environment variables overriding fields.
 
 use anyhow::{bail, Context, Result};
@@ -29,6 +29,10 @@ pub struct ConfigFile {
     /// warehouse load --follow`, none for the other commands.
     #[serde(default)]
     pub observability: crate::observe::ObservabilityConfig,
+    /// Values of the `${…}` placeholders of `dashboards/` for `etl dashboards deploy`; see
+    /// `etl_dashboards::deploy::DeployConfig`.
+    #[serde(default)]
+    pub dashboards: etl_dashboards::deploy::DeployConfig,
     /// The Kinesis streams `etl run` consumes (and `etl produce` writes to) and how it reads
     /// them; see [`KinesisConfig`].
     #[serde(default)]
