@@ -17,3 +17,5 @@ mod kinesis_e2e;
 pub(crate) mod loader_e2e;
 #[path = "redshift_pgwire.rs"]
 mod pgwire;
+#[path = "redshift_poison.rs"]
+mod poison;
