@@ -19,6 +19,14 @@
 //! no SSO; the clients contact only `endpoint_url`. Without static credentials the SDK's default
 //! chain runs lazily on the first call (environment, profile, web identity, ECS, then IMDS).
 //!
+//! # One credential chain for every client
+//!
+//! The SDK clients and the S3 lake store (`object_store`, which has providers of its own) sign
+//! with the same credentials: [`AwsClients::object_store_credentials`] (or
+//! [`ChainCredentials::lazy`] where no loaded configuration is at hand) hands the lake store the
+//! SDK's chain, cached until [`REFRESH_MARGIN`] before expiry. The web identity provider calls
+//! STS at `AWS_ENDPOINT_URL_STS` (or `AWS_ENDPOINT_URL`) when set, not at `endpoint_url`.
+//!
 //! # Retries: the project's one retry layer for AWS calls
 //!
 //! Every client runs the SDK's **standard retry mode** with `max_attempts` attempts per call
@@ -61,6 +69,7 @@
 //! ```
 
 pub mod backoff;
+mod object_store_credentials;
 mod settings;
 
 use std::time::Duration;
@@ -78,6 +87,7 @@ pub use aws_sdk_kinesis as kinesis;
 pub use aws_sdk_redshiftdata as redshiftdata;
 pub use aws_sdk_s3 as s3;
 pub use aws_smithy_types::error::display::DisplayErrorContext;
+pub use object_store_credentials::{ChainCredentials, REFRESH_MARGIN};
 pub use settings::{
     AwsSettings, StaticCredentials, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_REGION,
@@ -219,6 +229,19 @@ impl AwsClients {
     /// Redshift Data API client.
     pub fn redshift_data(&self) -> redshiftdata::Client {
         redshiftdata::Client::new(&self.config)
+    }
+
+    /// Whether S3 requests use path-style addressing.
+    pub fn force_path_style(&self) -> bool {
+        self.force_path_style
+    }
+
+    /// The credentials of these clients for `object_store`'s S3 store (the lake), cached until
+    /// shortly before they expire. `None` only for a configuration loaded without any provider.
+    pub fn object_store_credentials(&self) -> Option<std::sync::Arc<ChainCredentials>> {
+        self.config
+            .credentials_provider()
+            .map(|p| std::sync::Arc::new(ChainCredentials::new(p)))
     }
 }
 

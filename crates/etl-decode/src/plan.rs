@@ -24,7 +24,10 @@ pub(crate) enum Ty {
     Double,
     Bool,
     Ts,
-    Json,
+    /// Raw JSON text of at most `max_len` bytes (the warehouse column's size).
+    Json {
+        max_len: usize,
+    },
     Struct {
         children: Range<usize>,
         keys: KeyTable,
@@ -137,7 +140,7 @@ impl Plan {
 fn leaf(f: &Field, path: String) -> Leaf {
     let ty = match &f.ty {
         FieldType::String => Ty::Str {
-            max_len: f.max_length,
+            max_len: etl_schema::max_text_bytes(f),
         },
         FieldType::Enum {
             values,
@@ -160,7 +163,9 @@ fn leaf(f: &Field, path: String) -> Leaf {
         FieldType::Double => Ty::Double,
         FieldType::Boolean => Ty::Bool,
         FieldType::Timestamp => Ty::Ts,
-        FieldType::Json => Ty::Json,
+        FieldType::Json => Ty::Json {
+            max_len: etl_schema::max_text_bytes(f).unwrap_or(etl_schema::WAREHOUSE_TEXT_MAX_BYTES),
+        },
         FieldType::Struct { fields } => Ty::Struct {
             children: 0..0,
             keys: KeyTable::new(fields.iter().map(|c| c.name.as_str())),

@@ -126,7 +126,7 @@ impl Plan {
         for i in 0..self.n_top {
             self.validate(i, rec, s)?;
         }
-        Ok(())
+        extras_fit(s)
     }
 
     /// Scans the top-level object. `Err` for syntax / not an object; `Ok(Some)` for a duplicate
@@ -430,7 +430,19 @@ impl Plan {
                 },
                 _ => return Err(wrong("an RFC 3339 string or epoch milliseconds")),
             },
-            Ty::Json => Val::Str(Span::in_record(raw.start as usize, raw.end as usize)),
+            Ty::Json { max_len } => {
+                let n = raw.range().len();
+                if n > *max_len {
+                    return Err(field(
+                        RejectReason::TooLong,
+                        &leaf.path,
+                        format_args!(
+                            "{n} bytes of JSON, longer than the warehouse column's {max_len}"
+                        ),
+                    ));
+                }
+                Val::Str(Span::in_record(raw.start as usize, raw.end as usize))
+            }
             Ty::Struct { children, .. } => {
                 if raw.kind != Kind::Object {
                     return Err(wrong("an object"));
@@ -518,6 +530,29 @@ fn scan_struct(
             _ => return Err(syntax_at(c, "expected `,` or `}` after a value")),
         }
     }
+}
+
+/// `extras` (the unknown keys as `{"k":v,…}`, see `builders.rs`) fits its warehouse column.
+fn extras_fit(s: &Scratch) -> Result<(), Fail> {
+    if s.unknown.is_empty() {
+        return Ok(());
+    }
+    let n = 1 + s
+        .unknown
+        .iter()
+        .map(|(k, v)| k.range().len() + 1 + v.range().len() + 1)
+        .sum::<usize>();
+    let max = etl_schema::WAREHOUSE_TEXT_MAX_BYTES;
+    if n > max {
+        return Err(field(
+            RejectReason::TooLong,
+            "extras",
+            format_args!(
+                "the keys the schema does not know make {n} bytes of JSON, longer than the warehouse column's {max}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The first duplicate among the unknown top-level keys (compared after unescaping).

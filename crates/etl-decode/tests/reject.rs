@@ -415,3 +415,48 @@ fn first_failing_field_in_schema_order_wins() {
     );
     check("call_events", &rec, UnknownEnumValue, "direction");
 }
+
+/// JSON columns and `extras` are `VARCHAR(65535)` in the warehouse: at the limit a record is
+/// accepted, one byte over it is dead-lettered `too_long` naming the field (issue 12, defect 2).
+#[test]
+fn json_and_extras_longer_than_the_warehouse_column_are_too_long() {
+    let limit = etl_schema::WAREHOUSE_TEXT_MAX_BYTES;
+    let properties = |n: usize| format!("{{\"p\":\"{}\"}}", "x".repeat(n - 8));
+    let at = APP_OK.replace(
+        r#"{"chars": 42, "thread":"t-1","emoji":"\ud83d\ude00"}"#,
+        &properties(limit),
+    );
+    assert_ne!(at, APP_OK, "the fixture's properties were replaced");
+    let out = decode("app_events", &[&at]);
+    assert!(out.rejects.is_empty(), "{:?}", out.rejects);
+    assert_eq!(out.batch.num_rows(), 1);
+    let over = APP_OK.replace(
+        r#"{"chars": 42, "thread":"t-1","emoji":"\ud83d\ude00"}"#,
+        &properties(limit + 1),
+    );
+    let r = reject("app_events", &over);
+    assert_eq!(
+        (r.reason, r.message.as_str()),
+        (
+            TooLong,
+            "field `properties`: 65536 bytes of JSON, longer than the warehouse column's 65535"
+        )
+    );
+
+    // extras = {"zz":"y…"}: 9 bytes around the value.
+    let extra = |n: usize| {
+        format!(
+            "{},\"zz\":\"{}\"}}",
+            &APP_OK[..APP_OK.len() - 1],
+            "y".repeat(n - 9)
+        )
+    };
+    let out = decode("app_events", &[&extra(limit)]);
+    assert!(out.rejects.is_empty(), "{:?}", out.rejects);
+    check(
+        "app_events",
+        &extra(limit + 1),
+        TooLong,
+        "field `extras`: the keys the schema does not know make 65536 bytes",
+    );
+}

@@ -23,20 +23,45 @@ pub mod table;
 pub use catalog::{GlueCatalog, MAX_PARTITIONS_PER_CALL};
 pub use table::Projection;
 
-use etl_aws::AwsSettings;
-use etl_lake::{S3Credentials, S3Encryption, S3Options};
+use std::sync::Arc;
+
+use etl_aws::{AwsClients, AwsSettings, ChainCredentials};
+use etl_lake::{S3CredentialProvider, S3Encryption, S3Options};
 
 /// The lake store's S3 options from the project's AWS settings, with `encryption` for writes.
+///
+/// Credentials come from the SDK's chain for `settings` (the `[aws] credentials` override, else
+/// environment, profile, web identity, ECS, instance metadata), loaded on the first request.
+/// Where [`AwsClients`] are already loaded, [`s3_options_for`] shares their chain instead.
 pub fn s3_options(settings: &AwsSettings, encryption: S3Encryption) -> S3Options {
+    let chain: S3CredentialProvider = Arc::new(ChainCredentials::lazy(settings.clone()));
+    options(settings, Some(chain), encryption)
+}
+
+/// [`s3_options`] signing with the credential chain of already loaded `clients` (which must
+/// have been loaded from `settings`).
+pub fn s3_options_for(
+    clients: &AwsClients,
+    settings: &AwsSettings,
+    encryption: S3Encryption,
+) -> S3Options {
+    let chain = clients
+        .object_store_credentials()
+        .map(|c| c as S3CredentialProvider)
+        .unwrap_or_else(|| Arc::new(ChainCredentials::lazy(settings.clone())));
+    options(settings, Some(chain), encryption)
+}
+
+fn options(
+    settings: &AwsSettings,
+    credentials: Option<S3CredentialProvider>,
+    encryption: S3Encryption,
+) -> S3Options {
     S3Options {
         region: settings.region.clone(),
         endpoint_url: settings.endpoint_url.clone(),
         force_path_style: settings.force_path_style,
-        credentials: settings.credentials.as_ref().map(|c| S3Credentials {
-            access_key_id: c.access_key_id.clone(),
-            secret_access_key: c.secret_access_key.clone(),
-            session_token: c.session_token.clone(),
-        }),
+        credentials,
         max_attempts: settings.max_attempts,
         encryption,
     }
@@ -46,8 +71,8 @@ pub fn s3_options(settings: &AwsSettings, encryption: S3Encryption) -> S3Options
 mod tests {
     use super::*;
 
-    #[test]
-    fn s3_options_follow_the_aws_settings() {
+    #[tokio::test]
+    async fn s3_options_follow_the_aws_settings() {
         let mut settings = AwsSettings::local("http://127.0.0.1:5000", "eu-west-1");
         settings.max_attempts = 3;
         let o = s3_options(
@@ -60,10 +85,9 @@ mod tests {
         assert_eq!(o.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
         assert!(o.force_path_style);
         assert_eq!(o.max_attempts, 3);
-        assert_eq!(
-            o.credentials.as_ref().map(|c| c.access_key_id.as_str()),
-            Some("testing")
-        );
+        let provider = o.credentials.as_ref().expect("the SDK chain");
+        let credential = provider.get_credential().await.expect("static credentials");
+        assert_eq!(credential.key_id, "testing");
         assert_eq!(
             o.encryption,
             S3Encryption::Kms {

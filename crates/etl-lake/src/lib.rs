@@ -37,7 +37,7 @@ mod store;
 pub use dead_letters::{DeadLetter, DeadLetterSource};
 pub use encode::{encode_partitions, Compression, EncodedFile, ParquetOptions};
 pub use layout::{BatchId, PartitionValues};
-pub use s3::{open_s3_store, parse_s3_url, S3Credentials, S3Encryption, S3Options};
+pub use s3::{open_s3_store, parse_s3_url, S3CredentialProvider, S3Encryption, S3Options};
 pub use store::{
     open_store, BatchCommit, BatchSource, CommittedFile, Lake, PositionRange, MULTIPART_PART_BYTES,
     MULTIPART_THRESHOLD_BYTES,

@@ -5,13 +5,14 @@
 //! written over `aws-sdk-s3` would re-implement listing, ranged reads and multipart uploads.
 //! The price is a second HTTP stack, so the S3 store's own retry layer is THE retry layer for
 //! lake objects (configured from the same `max_attempts` as the SDK clients; no code above
-//! loops), and its credentials are either the static ones of the configuration or
-//! `object_store`'s default chain (environment, web identity, ECS, instance metadata).
+//! loops), and its credentials come from the AWS SDK's chain through [`S3CredentialProvider`]
+//! (the `[aws] credentials` override, environment, profile, web identity, ECS, instance
+//! metadata; refreshed before expiry), the same as every SDK client of the binary.
 
 use crate::LakeError;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsCredential};
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, CredentialProvider, ObjectStore, RetryConfig};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,28 +32,14 @@ pub enum S3Encryption {
     },
 }
 
-/// Static credentials for the S3 store.
-#[derive(Clone, PartialEq, Eq)]
-pub struct S3Credentials {
-    /// Access key id.
-    pub access_key_id: String,
-    /// Secret access key (never printed).
-    pub secret_access_key: String,
-    /// Session token of temporary credentials.
-    pub session_token: Option<String>,
-}
-
-impl std::fmt::Debug for S3Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
-    }
-}
+/// Where the S3 store gets its credentials: `etl-aws`'s bridge to the AWS SDK's chain
+/// (`etl_aws::ChainCredentials`, built by `etl_glue::s3_options`), so that the lake signs with
+/// exactly what the SDK clients use.
+pub type S3CredentialProvider = Arc<dyn CredentialProvider<Credential = AwsCredential>>;
 
 /// How to reach the lake's bucket. Built from the project's AWS settings by `etl-glue`
 /// (`etl_glue::s3_options`), so tests and production configure it the same way.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct S3Options {
     /// AWS region of the bucket.
     pub region: String,
@@ -60,8 +47,10 @@ pub struct S3Options {
     pub endpoint_url: Option<String>,
     /// Path-style addressing (`host/bucket/key`), needed by local stand-ins.
     pub force_path_style: bool,
-    /// Static credentials; `None` uses the default chain.
-    pub credentials: Option<S3Credentials>,
+    /// Credentials of every request. `None`: `object_store`'s own chain from the environment
+    /// (keys, web identity, ECS, then the instance metadata service; no profiles), for
+    /// [`crate::LakeStore::open`] without AWS settings; the CLI always passes the SDK's chain.
+    pub credentials: Option<S3CredentialProvider>,
     /// Attempts per request, first try included (exponential backoff, 1 s to 20 s).
     pub max_attempts: u32,
     /// Server-side encryption.
@@ -108,7 +97,11 @@ pub fn open_s3_store(
         message,
     };
     let (bucket, prefix) = parse_s3_url(location)?;
-    let mut builder = AmazonS3Builder::new()
+    let mut builder = match &options.credentials {
+        Some(provider) => AmazonS3Builder::new().with_credentials(Arc::clone(provider)),
+        None => AmazonS3Builder::from_env(),
+    };
+    builder = builder
         .with_bucket_name(&bucket)
         .with_region(&options.region)
         .with_virtual_hosted_style_request(!options.force_path_style)
@@ -125,14 +118,6 @@ pub fn open_s3_store(
         builder = builder
             .with_endpoint(url)
             .with_allow_http(url.starts_with("http://"));
-    }
-    if let Some(c) = &options.credentials {
-        builder = builder
-            .with_access_key_id(&c.access_key_id)
-            .with_secret_access_key(&c.secret_access_key);
-        if let Some(token) = &c.session_token {
-            builder = builder.with_token(token);
-        }
     }
     match &options.encryption {
         S3Encryption::BucketDefault => {}

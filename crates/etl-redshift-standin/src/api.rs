@@ -1,5 +1,6 @@
 //! The Data API operations and the in-memory statement store.
 
+use crate::dialect::check_redshift_sql;
 use crate::exec::{pg_error, run_statement, Outcome};
 use crate::http::{error_body, Request, Response};
 use crate::sql::bind_parameters;
@@ -312,7 +313,8 @@ async fn run_inner(
     for (i, sql) in sqls.iter().enumerate() {
         let t0 = Instant::now();
         update(state, id, |s| s.subs[i].status = Status::Started);
-        let outcome = match bind_parameters(sql, params) {
+        let checked = check_redshift_sql(sql).and_then(|()| bind_parameters(sql, params));
+        let outcome = match checked {
             Ok(bound) => run_statement(&client, state.s3.as_ref(), &bound).await,
             Err(e) => Err(e),
         };

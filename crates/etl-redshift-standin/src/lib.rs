@@ -18,6 +18,11 @@
 //! position** (column counts must match, `meta.content_length` must equal the object size).
 //! Anything else PostgreSQL cannot run fails the statement with PostgreSQL's message.
 //!
+//! It also refuses what PostgreSQL runs but Redshift does not (`ON CONFLICT`, `FILTER (WHERE
+//! …)`, `STRING_AGG`, backslashes in literals, MERGE forms Redshift lacks, …; the list is in
+//! `dialect.rs`) with a Redshift-style `ERROR: syntax error at or near …`, so that every
+//! statement the tests run stays Redshift SQL.
+//!
 //! **What it does not do.** No authentication (signatures are not checked; `DbUser` and
 //! `SecretArn` are echoed, the connection user is [`StandInConfig::pg_user`]), no sessions
 //! (`SessionId`, `SessionKeepAliveSeconds` are refused), no `AUTO_COMMIT` batches, no
@@ -25,6 +30,7 @@
 //! expiry. Test support only: never a dependency of product code.
 
 mod api;
+mod dialect;
 mod exec;
 mod http;
 mod sql;

@@ -19,7 +19,7 @@ pub(crate) enum Tok {
 }
 
 impl Tok {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         match self {
             Tok::Word(s) | Tok::Str(s) | Tok::Quoted(s) | Tok::Space(s) => s.clone(),
             Tok::Param(s) => format!(":{s}"),

@@ -95,6 +95,24 @@ impl ResultSet {
             })
             .collect()
     }
+
+    /// Every row as text: strings as they are, numbers and booleans formatted, NULL as `None`.
+    pub fn string_rows(&self) -> Vec<Vec<Option<String>>> {
+        self.rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|f| match f {
+                        Field::StringValue(s) => Some(s.clone()),
+                        Field::LongValue(n) => Some(n.to_string()),
+                        Field::DoubleValue(x) => Some(x.to_string()),
+                        Field::BooleanValue(b) => Some(b.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// A Data API client bound to one target.

@@ -14,6 +14,10 @@ use etl_warehouse::ViewDef;
 /// Name of the load-ledger table (one row per loaded lake batch and table).
 pub const LEDGER_TABLE: &str = "etl_load_ledger";
 
+/// The table recording, per table, the batch its loading stopped at (data that cannot load);
+/// what `etl warehouse status` shows as the last error.
+pub const FAILURES_TABLE: &str = "etl_load_failures";
+
 /// Which engine the SQL is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlFlavor {
@@ -164,6 +168,49 @@ pub fn create_ledger_sql(schema: &Ident, flavor: SqlFlavor) -> String {
         sql.push_str("\nDISTSTYLE AUTO\nSORTKEY (\"loaded_at\")");
     }
     sql
+}
+
+/// The load failures table ([`FAILURES_TABLE`]): at most one row per table.
+pub fn create_failures_sql(schema: &Ident, flavor: SqlFlavor) -> String {
+    let mut sql = format!(
+        "CREATE TABLE IF NOT EXISTS {schema}.\"{FAILURES_TABLE}\" (\n  \"table_name\" VARCHAR(128) NOT NULL,\n  \
+         \"batch_id\" VARCHAR(512) NOT NULL,\n  \"message\" VARCHAR(4096) NOT NULL,\n  \
+         \"failed_at\" TIMESTAMP NOT NULL\n)"
+    );
+    if flavor == SqlFlavor::Redshift {
+        sql.push_str("\nDISTSTYLE ALL");
+    }
+    sql
+}
+
+/// Statements of the failure record: delete the table's row, then (with `:batch_id`,
+/// `:message`, `:failed_at`) insert the new one; parameter `:table` in both.
+pub fn failure_sqls(schema: &Ident) -> (String, String) {
+    let table = format!("{schema}.\"{FAILURES_TABLE}\"");
+    (
+        format!("DELETE FROM {table} WHERE \"table_name\" = :table"),
+        format!(
+            "INSERT INTO {table} (\"table_name\", \"batch_id\", \"message\", \"failed_at\") \
+             VALUES (:table, :batch_id, :message, CAST(:failed_at AS TIMESTAMP))"
+        ),
+    )
+}
+
+/// The recorded failures, one row per table: table, batch, message, time as text.
+pub fn failures_query(schema: &Ident) -> String {
+    format!(
+        "SELECT \"table_name\", \"batch_id\", \"message\", CAST(\"failed_at\" AS VARCHAR(32)) \
+         FROM {schema}.\"{FAILURES_TABLE}\" ORDER BY \"table_name\""
+    )
+}
+
+/// Loaded batches of every table: count and the highest batch id, per table.
+pub fn ledger_summary_query(schema: &Ident) -> String {
+    format!(
+        "SELECT \"table_name\", CAST(COUNT(*) AS BIGINT), MAX(\"batch_id\"), \
+         CAST(MAX(\"loaded_at\") AS VARCHAR(32)) FROM {schema}.\"{LEDGER_TABLE}\" \
+         GROUP BY \"table_name\" ORDER BY \"table_name\""
+    )
 }
 
 /// The statements that (re)create `views` (already in dependency order) in `schema`: set the

@@ -1,5 +1,7 @@
 //! The crate's error type. Each variant says what failed and, where it helps, what to do.
 
+use etl_warehouse::FailureKind;
+
 /// Errors generating Redshift SQL or running it through the Data API.
 #[derive(Debug, thiserror::Error)]
 pub enum RedshiftError {
@@ -70,9 +72,61 @@ pub enum RedshiftError {
     /// The Data API answered something this client cannot read.
     #[error("unexpected Data API answer for {id}: {message}")]
     Protocol { id: String, message: String },
+
+    /// A call through the warehouse interface (`etl_warehouse::LoadTarget`) failed.
+    #[error(transparent)]
+    Warehouse(#[from] etl_warehouse::WarehouseError),
 }
 
+/// Parts of warehouse error messages that say the batch's data does not fit the table, in
+/// Redshift's words (COPY, Spectrum scan, MERGE/INSERT) and PostgreSQL's (the stand-in and the
+/// wire backend). Matched case-insensitively.
+const DATA_ERRORS: &[&str] = &[
+    "string length exceeds ddl length",
+    "value too long for type",
+    "the length of the data column",
+    "spectrum scan error",
+    "check 'stl_load_errors'",
+    "incompatible parquet schema",
+    "invalid input syntax",
+    "violates not-null constraint",
+    "null value in column",
+    "numeric field overflow",
+    "out of range for type",
+    "invalid byte sequence",
+    "column counts differ",
+    "found multiple matches to update the same tuple",
+];
+
 impl RedshiftError {
+    /// Whether waiting can fix this error: a statement that failed because of the batch's data
+    /// is [`FailureKind::Data`], configuration and table-shape errors are
+    /// [`FailureKind::Config`], everything else (Data API, S3, timeouts, other statement
+    /// failures such as a paused cluster) is [`FailureKind::Transient`].
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            RedshiftError::InvalidIdentifier { .. }
+            | RedshiftError::InvalidLiteral { .. }
+            | RedshiftError::Config(_)
+            | RedshiftError::UnknownTable { .. }
+            | RedshiftError::NotInS3 { .. }
+            | RedshiftError::ColumnMismatch { .. } => FailureKind::Config,
+            RedshiftError::StatementFailed { message, .. } => {
+                let message = message.to_lowercase();
+                if DATA_ERRORS.iter().any(|m| message.contains(m)) {
+                    FailureKind::Data
+                } else {
+                    FailureKind::Transient
+                }
+            }
+            RedshiftError::Warehouse(e) => e.kind(),
+            RedshiftError::Aws { .. }
+            | RedshiftError::Timeout { .. }
+            | RedshiftError::Lake(_)
+            | RedshiftError::Protocol { .. } => FailureKind::Transient,
+        }
+    }
+
     pub(crate) fn aws(operation: &str, err: &(dyn std::error::Error + 'static)) -> Self {
         RedshiftError::Aws {
             operation: operation.to_string(),
@@ -92,11 +146,55 @@ pub(crate) fn sql_excerpt(sql: &str) -> String {
     }
 }
 
-/// Wraps an error of this crate as the warehouse seam's error (it has no backend variant, so
-/// the error travels as an external DataFusion error inside `WarehouseError::Query`).
-pub(crate) fn to_warehouse(sql: &str, err: RedshiftError) -> etl_warehouse::WarehouseError {
-    etl_warehouse::WarehouseError::Query {
-        sql: sql_excerpt(sql),
-        source: datafusion::error::DataFusionError::External(Box::new(err)),
+/// Wraps an error of this crate as the warehouse seam's error, keeping its [`FailureKind`]
+/// (an error that came through the seam is passed on as it is).
+pub(crate) fn to_warehouse(operation: &str, err: RedshiftError) -> etl_warehouse::WarehouseError {
+    match err {
+        RedshiftError::Warehouse(e) => e,
+        err => etl_warehouse::WarehouseError::Backend {
+            operation: sql_excerpt(operation),
+            kind: err.kind(),
+            source: Box::new(err),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(message: &str) -> RedshiftError {
+        RedshiftError::StatementFailed {
+            id: "1".into(),
+            status: "FAILED".into(),
+            message: message.into(),
+            sql: "COPY".into(),
+        }
+    }
+
+    #[test]
+    fn data_errors_are_told_from_transient_ones() {
+        for m in [
+            "ERROR: String length exceeds DDL length",
+            "ERROR: value too long for type character varying(65535)",
+            "ERROR: Spectrum Scan Error. Check 'stl_load_errors' system table for details.",
+            "ERROR: null value in column \"event_id\" violates not-null constraint",
+        ] {
+            assert_eq!(failed(m).kind(), FailureKind::Data, "{m}");
+        }
+        for m in [
+            "ERROR: Cluster is paused",
+            "ERROR: could not connect to server",
+            "ERROR: terminating connection due to administrator command",
+        ] {
+            assert_eq!(failed(m).kind(), FailureKind::Transient, "{m}");
+        }
+        assert_eq!(
+            RedshiftError::Config("x".into()).kind(),
+            FailureKind::Config
+        );
+        let wrapped = to_warehouse("load b1", failed("ERROR: value too long for type x"));
+        assert_eq!(wrapped.kind(), FailureKind::Data);
+        assert!(wrapped.to_string().contains("value too long"), "{wrapped}");
     }
 }

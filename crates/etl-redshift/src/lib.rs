@@ -31,13 +31,16 @@ pub mod load;
 pub mod loader;
 pub mod metrics;
 pub mod pgwire;
+pub mod status;
 mod warehouse;
 
 pub use data_api::{DataApi, DataApiTarget, PollSettings, ResultSet};
 pub use ddl::{SqlFlavor, TableDef, LEDGER_TABLE};
 pub use error::RedshiftError;
+pub use etl_warehouse::{LoadFailure, LoadOutcome, LoadTarget};
 pub use ident::Ident;
 pub use load::{Manifest, ManifestEntry};
 pub use loader::{LoadSummary, Loader, LoaderSettings};
 pub use pgwire::PgWireWarehouse;
-pub use warehouse::{LoadOutcome, RedshiftDataWarehouse, RedshiftSettings};
+pub use status::{warehouse_status, TableStatus};
+pub use warehouse::{RedshiftDataWarehouse, RedshiftSettings};

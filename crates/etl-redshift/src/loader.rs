@@ -1,25 +1,35 @@
 //! The continuous loader: every committed lake batch (`_commits/<stream>/<batch>.json`, written
 //! by `etl-lake` after the batch's data files) that is not yet in the load ledger is loaded with
-//! [`RedshiftDataWarehouse::load_batch`], in batch-id order, one batch at a time.
+//! [`LoadTarget::load_batch`] (any warehouse backend), in batch-id order, one batch at a time.
 //!
 //! The loader reads the lake; it never sits in the ingestion path, so a slow or unavailable
-//! warehouse delays loads but never blocks ingestion. When the warehouse (or the lake) is
-//! unavailable it waits with exponential backoff and retries **the same batch**: it never moves
-//! past a batch that did not load (unlike Firehose, which skips after its retry window).
+//! warehouse delays loads but never blocks ingestion. Failures are told apart by their
+//! [`FailureKind`]:
+//! - **transient** (warehouse or lake unavailable, throttled, paused, timed out): it waits with
+//!   exponential backoff and retries **the same batch**; it never moves past a batch that did
+//!   not load (unlike Firehose, which skips after its retry window);
+//! - **data** (the batch's data violates the table): retrying cannot help, so that table stops
+//!   at that batch: the error is logged, recorded in the warehouse (`etl warehouse status`
+//!   shows it) and counted in [`LoadSummary::stopped`]; the other tables keep loading. With
+//!   `follow` the stopped batch is tried again every [`LoaderSettings::stopped_retry`] (so a
+//!   fixed table resumes by itself); a new `etl warehouse load` tries it at once. A successful
+//!   load clears the record. The batch is never skipped;
+//! - **configuration**: returned at once.
 
 use crate::error::RedshiftError;
-use crate::load::ledger_loaded_sql;
-use crate::warehouse::{LoadOutcome, RedshiftDataWarehouse};
 use etl_lake::{BatchCommit, Lake};
-use etl_warehouse::{LoadFile, LoadRequest};
-use std::collections::BTreeSet;
+use etl_warehouse::{FailureKind, LoadFailure, LoadFile, LoadOutcome, LoadRequest, LoadTarget};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Default pause between two passes of [`Loader::follow`].
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Default wait before [`Loader::follow`] tries a stopped table's batch again.
+pub const DEFAULT_STOPPED_RETRY: Duration = Duration::from_secs(300);
 
 /// How often the loader looks for new batches and how it retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +43,9 @@ pub struct LoaderSettings {
     /// Give up (and return the error) after this many attempts of one step; `None` retries
     /// forever (what `--follow` does).
     pub max_attempts: Option<u32>,
+    /// With `follow`, how long a table stopped by a data failure waits before its batch is
+    /// tried again (default [`DEFAULT_STOPPED_RETRY`]).
+    pub stopped_retry: Duration,
 }
 
 impl Default for LoaderSettings {
@@ -42,6 +55,7 @@ impl Default for LoaderSettings {
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
             max_attempts: None,
+            stopped_retry: DEFAULT_STOPPED_RETRY,
         }
     }
 }
@@ -59,17 +73,32 @@ pub struct LoadSummary {
     pub rows: u64,
     /// Failed attempts that were retried.
     pub retries: u64,
+    /// Load attempts that failed for a data reason (each stops its table at that batch; see
+    /// [`Loader::stopped_tables`]).
+    pub stopped: u64,
 }
 
 /// Loads the committed batches of a lake into the warehouse.
 pub struct Loader {
-    warehouse: Arc<RedshiftDataWarehouse>,
+    warehouse: Arc<dyn LoadTarget>,
     lake: Lake,
     lake_url: String,
     streams: Vec<String>,
     settings: LoaderSettings,
     /// Commit records known to be loaded (or empty): not read again.
     done: BTreeSet<String>,
+    /// Tables stopped by a data failure, with when it happened.
+    stopped: BTreeMap<String, (LoadFailure, Instant)>,
+    /// Tables whose failure record this loader cleared (or found nothing to clear).
+    cleared: BTreeSet<String>,
+}
+
+/// What one pass changes in the loader's memory.
+#[derive(Default)]
+struct PassState {
+    newly_done: Vec<String>,
+    stopped: Vec<LoadFailure>,
+    resumed: Vec<String>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -82,24 +111,16 @@ impl std::fmt::Debug for Loader {
     }
 }
 
-/// Errors that waiting cannot fix: configuration and identifiers.
+/// Errors that waiting cannot fix: configuration, identifiers, and a batch's data.
 fn is_permanent(err: &RedshiftError) -> bool {
-    matches!(
-        err,
-        RedshiftError::InvalidIdentifier { .. }
-            | RedshiftError::InvalidLiteral { .. }
-            | RedshiftError::Config(_)
-            | RedshiftError::UnknownTable { .. }
-            | RedshiftError::NotInS3 { .. }
-            | RedshiftError::ColumnMismatch { .. }
-    )
+    err.kind() != FailureKind::Transient
 }
 
 impl Loader {
     /// A loader of `streams` from `lake`, whose root is `lake_url` (`s3://bucket/prefix`: the
     /// COPY manifests name the files under it).
     pub fn new(
-        warehouse: Arc<RedshiftDataWarehouse>,
+        warehouse: Arc<dyn LoadTarget>,
         lake: Lake,
         lake_url: &str,
         streams: Vec<String>,
@@ -119,7 +140,36 @@ impl Loader {
             streams,
             settings,
             done: BTreeSet::new(),
+            stopped: BTreeMap::new(),
+            cleared: BTreeSet::new(),
         })
+    }
+
+    /// Tables this loader stopped because a batch's data cannot load (see the module doc).
+    pub fn stopped_tables(&self) -> Vec<LoadFailure> {
+        self.stopped.values().map(|(f, _)| f.clone()).collect()
+    }
+
+    /// Applies what a pass learnt.
+    fn remember(&mut self, state: PassState) {
+        self.done.extend(state.newly_done);
+        for table in state.resumed {
+            if self.stopped.remove(&table).is_some() {
+                tracing::info!(table, "table loads again");
+            }
+            self.cleared.insert(table);
+        }
+        for failure in state.stopped {
+            self.stopped
+                .insert(failure.table.clone(), (failure, Instant::now()));
+        }
+    }
+
+    /// Whether `table` is stopped and not yet due for another try.
+    fn skip(&self, table: &str, retry_stopped: bool) -> bool {
+        self.stopped
+            .get(table)
+            .is_some_and(|(_, at)| !retry_stopped && at.elapsed() < self.settings.stopped_retry)
     }
 
     /// Runs `step` until it succeeds, waiting with backoff after each failure; permanent errors,
@@ -162,19 +212,34 @@ impl Loader {
 
     /// The batch ids of `table` in the load ledger.
     async fn ledger(&self, table: &str) -> Result<BTreeSet<String>, RedshiftError> {
-        let api = self.warehouse.data_api();
-        let id = api
-            .execute(
-                &ledger_loaded_sql(self.warehouse.schema()),
-                &[("table", table)],
-            )
-            .await?;
-        Ok(api
-            .fetch(&id)
-            .await?
-            .first_column_strings()
-            .into_iter()
-            .collect())
+        Ok(self.warehouse.loaded_batches(table).await?)
+    }
+
+    /// A data failure of `request`: logged, recorded in the warehouse (best effort: the log
+    /// and the summary have it anyway), remembered.
+    async fn stop_table(&self, request: &LoadRequest, err: &RedshiftError, state: &mut PassState) {
+        let failure = LoadFailure {
+            table: request.table.clone(),
+            batch_id: request.batch_id.clone(),
+            message: err.to_string(),
+            failed_at: chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+        };
+        tracing::error!(
+            table = %request.table,
+            batch = %request.batch_id,
+            error = %err,
+            "the batch's data cannot load into the table: loading of this table stops at this \
+             batch (the other tables go on); fix the table or the schema (docs/redshift.md, \
+             \"A table stopped loading\"), then run `etl warehouse load` again"
+        );
+        if let Err(e) = self
+            .warehouse
+            .record_failure(&request.table, Some(&failure))
+            .await
+        {
+            tracing::warn!(table = %request.table, error = %e, "could not record the load failure in the warehouse");
+        }
+        state.stopped.push(failure);
     }
 
     /// The load request of a committed batch: its files as URLs under the lake root.
@@ -195,12 +260,14 @@ impl Loader {
     }
 
     /// One pass: loads every committed batch not yet in the ledger, oldest batch id first.
+    /// A table stopped by a data failure is tried again (once) and, if it fails again, stays
+    /// stopped: the summary's `stopped` counts it and [`Loader::stopped_tables`] names it.
     pub async fn load_pending(&mut self) -> Result<LoadSummary, RedshiftError> {
         let mut summary = LoadSummary::default();
-        let mut newly_done = Vec::new();
+        let mut state = PassState::default();
         let (_never, stop) = watch::channel(false);
-        let result = self.pass(&mut summary, &mut newly_done, &stop).await;
-        self.done.extend(newly_done);
+        let result = self.pass(&mut summary, &mut state, &stop, true).await;
+        self.remember(state);
         if summary.loaded > 0 || summary.retries > 0 {
             tracing::info!(
                 loaded = summary.loaded,
@@ -217,12 +284,16 @@ impl Loader {
     async fn pass(
         &self,
         summary: &mut LoadSummary,
-        newly_done: &mut Vec<String>,
+        state: &mut PassState,
         stop: &watch::Receiver<bool>,
+        retry_stopped: bool,
     ) -> Result<(), RedshiftError> {
         let settings = &self.settings;
         let lake = &self.lake;
         for stream in &self.streams {
+            if self.skip(stream, retry_stopped) {
+                continue;
+            }
             let prefix = format!("_commits/{stream}");
             let prefix = &prefix;
             let retries = &mut summary.retries;
@@ -282,26 +353,45 @@ impl Loader {
                 } else {
                     let request = self.request(&commit);
                     let outcome = Self::retry(settings, stop, "loading a batch", retries, || {
-                        crate::metrics::timed_load(
-                            stream,
-                            is_permanent,
-                            self.warehouse.load_batch(&request),
-                        )
+                        crate::metrics::timed_load(stream, is_permanent, async {
+                            Ok(self.warehouse.load_batch(&request).await?)
+                        })
                     })
-                    .await?;
+                    .await;
                     match outcome {
-                        LoadOutcome::Loaded => {
+                        Ok(LoadOutcome::Loaded) => {
                             summary.loaded += 1;
                             summary.rows += commit.rows();
                         }
-                        LoadOutcome::AlreadyLoaded => summary.already_loaded += 1,
+                        Ok(LoadOutcome::AlreadyLoaded) => summary.already_loaded += 1,
+                        Err(e) if e.kind() == FailureKind::Data => {
+                            summary.stopped += 1;
+                            self.stop_table(&request, &e, state).await;
+                            break; // never past this batch; the next table
+                        }
+                        Err(e) => return Err(e),
                     }
+                    self.loaded_table(stream, state).await;
                 }
-                newly_done.push(path);
+                state.newly_done.push(path);
                 crate::metrics::batch_done(stream);
             }
         }
         Ok(())
+    }
+
+    /// After a batch of `table` loaded: the table is not stopped (any more), and its failure
+    /// record, if one was left by an earlier run, is cleared (once per loader).
+    async fn loaded_table(&self, table: &str, state: &mut PassState) {
+        if self.cleared.contains(table) && !self.stopped.contains_key(table) {
+            return;
+        }
+        match self.warehouse.record_failure(table, None).await {
+            Ok(()) => state.resumed.push(table.to_string()),
+            Err(e) => {
+                tracing::warn!(table, error = %e, "could not clear the table's load failure record")
+            }
+        }
     }
 
     /// Passes every [`LoaderSettings::interval`] until `stop` completes, then returns what it
@@ -317,9 +407,9 @@ impl Loader {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut total = LoadSummary::default();
         loop {
-            let mut newly_done = Vec::new();
+            let mut state = PassState::default();
             let result = {
-                let pass = self.pass(&mut total, &mut newly_done, &stop_rx);
+                let pass = self.pass(&mut total, &mut state, &stop_rx, false);
                 tokio::pin!(pass);
                 loop {
                     tokio::select! {
@@ -332,7 +422,7 @@ impl Loader {
                     }
                 }
             };
-            self.done.extend(newly_done);
+            self.remember(state);
             if *stop_rx.borrow() {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "stopped while retrying; the batch is loaded by the next run");

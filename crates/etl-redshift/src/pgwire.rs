@@ -12,19 +12,20 @@
 //! Query results come back as text columns (`Utf8`), as the simple-query protocol sends them.
 
 use crate::ddl::{
-    create_ledger_sql, create_schema_sql, view_sqls, SqlFlavor, TableDef, LEDGER_TABLE,
+    create_failures_sql, create_ledger_sql, create_schema_sql, failures_query, view_sqls,
+    SqlFlavor, TableDef, FAILURES_TABLE, LEDGER_TABLE,
 };
 use crate::error::{to_warehouse, RedshiftError};
 use crate::ident::Ident;
 use crate::load::{load_sqls, staging_name, LoadSpec};
-use crate::warehouse::LoadOutcome;
+use crate::warehouse::{failure_message, failures_from_rows};
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use etl_lake::Lake;
 use etl_schema::StreamSchema;
-use etl_warehouse::{LoadRequest, ViewDef, Warehouse};
+use etl_warehouse::{LoadFailure, LoadOutcome, LoadRequest, LoadTarget, ViewDef, Warehouse};
 use futures::SinkExt;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -144,6 +145,7 @@ impl PgWireWarehouse {
         let mut sqls = vec![
             create_schema_sql(&self.schema),
             create_ledger_sql(&self.schema, SqlFlavor::Postgres),
+            create_failures_sql(&self.schema, SqlFlavor::Postgres),
         ];
         sqls.extend(
             defs.iter()
@@ -392,6 +394,80 @@ impl Warehouse for PgWireWarehouse {
             .await
             .map(|b| vec![b])
             .map_err(|e| to_warehouse(sql, e))
+    }
+}
+
+#[async_trait]
+impl LoadTarget for PgWireWarehouse {
+    async fn loaded_batches(
+        &self,
+        table: &str,
+    ) -> etl_warehouse::Result<std::collections::BTreeSet<String>> {
+        let sql = format!(
+            "SELECT \"batch_id\" FROM {}.\"{LEDGER_TABLE}\" WHERE \"table_name\" = $1",
+            self.schema
+        );
+        let client = self.client.lock().await;
+        let rows = client
+            .query(&sql, &[&table])
+            .await
+            .map_err(|e| to_warehouse("reading the load ledger", pg_error(&sql, &e)))?;
+        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+    }
+
+    async fn load_batch(&self, request: &LoadRequest) -> etl_warehouse::Result<LoadOutcome> {
+        PgWireWarehouse::load_batch(self, request)
+            .await
+            .map_err(|e| to_warehouse(&format!("loading batch {}", request.batch_id), e))
+    }
+
+    async fn record_failure(
+        &self,
+        table: &str,
+        failure: Option<&LoadFailure>,
+    ) -> etl_warehouse::Result<()> {
+        let target = format!("{}.\"{FAILURES_TABLE}\"", self.schema);
+        let delete = format!("DELETE FROM {target} WHERE \"table_name\" = $1");
+        let insert = format!(
+            "INSERT INTO {target} (\"table_name\", \"batch_id\", \"message\", \"failed_at\") \
+             VALUES ($1, $2, $3, CAST($4 AS TEXT)::timestamp)"
+        );
+        let err = |sql: &str, e: &tokio_postgres::Error| {
+            to_warehouse("recording a load failure", pg_error(sql, e))
+        };
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await.map_err(|e| err("BEGIN", &e))?;
+        tx.execute(&delete, &[&table])
+            .await
+            .map_err(|e| err(&delete, &e))?;
+        if let Some(f) = failure {
+            let message = failure_message(&f.message);
+            tx.execute(&insert, &[&table, &f.batch_id, &message, &f.failed_at])
+                .await
+                .map_err(|e| err(&insert, &e))?;
+        }
+        tx.commit().await.map_err(|e| err("COMMIT", &e))
+    }
+
+    async fn failures(&self) -> etl_warehouse::Result<Vec<LoadFailure>> {
+        let sql = failures_query(&self.schema);
+        let client = self.client.lock().await;
+        let messages = client
+            .simple_query(&sql)
+            .await
+            .map_err(|e| to_warehouse("reading the load failures", pg_error(&sql, &e)))?;
+        let rows = messages
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect();
+        Ok(failures_from_rows(rows))
     }
 }
 

@@ -2,17 +2,18 @@
 
 use crate::data_api::{to_record_batch, DataApi, DataApiTarget, PollSettings};
 use crate::ddl::{
-    create_ledger_sql, create_schema_sql, view_sqls, SqlFlavor, TableDef, COLUMNS_QUERY,
+    create_failures_sql, create_ledger_sql, create_schema_sql, failure_sqls, failures_query,
+    view_sqls, SqlFlavor, TableDef, COLUMNS_QUERY,
 };
 use crate::error::{to_warehouse, RedshiftError};
 use crate::ident::{iam_role_arn, s3_url, Ident};
-use crate::load::{ledger_check_sql, load_sqls, LoadSpec, Manifest};
+use crate::load::{ledger_check_sql, ledger_loaded_sql, load_sqls, LoadSpec, Manifest};
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use etl_aws::redshiftdata::types::Field;
 use etl_aws::AwsClients;
 use etl_schema::StreamSchema;
-use etl_warehouse::{LoadRequest, ViewDef, Warehouse};
+use etl_warehouse::{LoadFailure, LoadOutcome, LoadRequest, LoadTarget, ViewDef, Warehouse};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -151,6 +152,7 @@ impl RedshiftDataWarehouse {
         let mut sqls = vec![
             create_schema_sql(&self.schema),
             create_ledger_sql(&self.schema, SqlFlavor::Redshift),
+            create_failures_sql(&self.schema, SqlFlavor::Redshift),
         ];
         sqls.extend(
             defs.iter()
@@ -275,7 +277,9 @@ impl RedshiftDataWarehouse {
                     tracing::info!(table = %request.table, batch = %request.batch_id, files = manifest.entries.len(), "batch loaded");
                     return Ok(LoadOutcome::Loaded);
                 }
-                Err(e @ RedshiftError::StatementFailed { .. }) if attempt < attempts => {
+                Err(e @ RedshiftError::StatementFailed { .. })
+                    if attempt < attempts && e.kind() == etl_warehouse::FailureKind::Transient =>
+                {
                     tracing::warn!(table = %request.table, batch = %request.batch_id, attempt, error = %e, "load failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
@@ -299,13 +303,122 @@ impl RedshiftDataWarehouse {
     }
 }
 
-/// What [`RedshiftDataWarehouse::load_batch`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoadOutcome {
-    /// The batch was copied and merged.
-    Loaded,
-    /// The ledger already had the batch; nothing ran.
-    AlreadyLoaded,
+/// The longest failure message recorded (characters; the column holds 4096 bytes).
+pub(crate) const MAX_FAILURE_CHARS: usize = 1000;
+
+/// `message` cut to [`MAX_FAILURE_CHARS`] characters.
+pub(crate) fn failure_message(message: &str) -> String {
+    if message.chars().count() <= MAX_FAILURE_CHARS {
+        message.to_string()
+    } else {
+        let cut: String = message.chars().take(MAX_FAILURE_CHARS - 1).collect();
+        format!("{cut}…")
+    }
+}
+
+/// Rows of the failures query as [`LoadFailure`]s.
+pub(crate) fn failures_from_rows(rows: Vec<Vec<Option<String>>>) -> Vec<LoadFailure> {
+    rows.into_iter()
+        .filter_map(|row| {
+            let mut cells = row.into_iter();
+            Some(LoadFailure {
+                table: cells.next()??,
+                batch_id: cells.next()??,
+                message: cells.next()??,
+                failed_at: cells.next()?.unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+impl RedshiftDataWarehouse {
+    /// The batch ids of `table` in the load ledger.
+    pub async fn ledger_batches(
+        &self,
+        table: &str,
+    ) -> Result<std::collections::BTreeSet<String>, RedshiftError> {
+        let id = self
+            .api
+            .execute(&ledger_loaded_sql(&self.schema), &[("table", table)])
+            .await?;
+        Ok(self
+            .api
+            .fetch(&id)
+            .await?
+            .first_column_strings()
+            .into_iter()
+            .collect())
+    }
+
+    /// Records or clears the failure of `table` (see [`LoadTarget::record_failure`]).
+    pub async fn set_failure(
+        &self,
+        table: &str,
+        failure: Option<&LoadFailure>,
+    ) -> Result<(), RedshiftError> {
+        let (delete, insert) = failure_sqls(&self.schema);
+        self.api.execute(&delete, &[("table", table)]).await?;
+        if let Some(f) = failure {
+            let message = failure_message(&f.message);
+            self.api
+                .execute(
+                    &insert,
+                    &[
+                        ("table", table),
+                        ("batch_id", f.batch_id.as_str()),
+                        ("message", message.as_str()),
+                        ("failed_at", f.failed_at.as_str()),
+                    ],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The recorded load failures.
+    pub async fn recorded_failures(&self) -> Result<Vec<LoadFailure>, RedshiftError> {
+        let id = self.api.execute(&failures_query(&self.schema), &[]).await?;
+        Ok(failures_from_rows(self.api.fetch(&id).await?.string_rows()))
+    }
+}
+
+#[async_trait]
+impl LoadTarget for RedshiftDataWarehouse {
+    async fn loaded_batches(
+        &self,
+        table: &str,
+    ) -> etl_warehouse::Result<std::collections::BTreeSet<String>> {
+        self.ledger_batches(table)
+            .await
+            .map_err(|e| to_warehouse(&format!("reading the load ledger of {table}"), e))
+    }
+
+    async fn load_batch(&self, request: &LoadRequest) -> etl_warehouse::Result<LoadOutcome> {
+        RedshiftDataWarehouse::load_batch(self, request)
+            .await
+            .map_err(|e| {
+                to_warehouse(
+                    &format!("loading batch {} of {}", request.batch_id, request.table),
+                    e,
+                )
+            })
+    }
+
+    async fn record_failure(
+        &self,
+        table: &str,
+        failure: Option<&LoadFailure>,
+    ) -> etl_warehouse::Result<()> {
+        self.set_failure(table, failure)
+            .await
+            .map_err(|e| to_warehouse(&format!("recording the load failure of {table}"), e))
+    }
+
+    async fn failures(&self) -> etl_warehouse::Result<Vec<LoadFailure>> {
+        self.recorded_failures()
+            .await
+            .map_err(|e| to_warehouse("reading the load failures", e))
+    }
 }
 
 #[async_trait]

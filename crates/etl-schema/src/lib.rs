@@ -10,9 +10,11 @@
 pub mod calendar;
 pub mod evolution;
 mod lake;
+mod limits;
 mod model;
 
 pub use lake::{LakeColumn, PARTITION_KEYS};
+pub use limits::{max_text_bytes, WAREHOUSE_TEXT_MAX_BYTES};
 pub use model::{Field, FieldType, SchemaError, StreamSchema};
 
 /// The schemas compiled into the binary, used when no `schemas/` directory is configured

@@ -72,6 +72,10 @@ pub struct FaultStats {
     pub dropped: u64,
     /// Error answers of the upstream itself, by `__type` (e.g. `ExpiredIteratorException`).
     pub upstream_errors: BTreeMap<String, u64>,
+    /// Requests by who signed them: `<access key id>/<service>` of the SigV4 `Authorization`
+    /// header (e.g. `AKIAEXAMPLE/s3`), or `unsigned` (e.g. STS `AssumeRoleWithWebIdentity`).
+    /// Shows which credentials a client really used.
+    pub signers: BTreeMap<String, u64>,
 }
 
 struct State {
@@ -205,6 +209,8 @@ struct Request {
     /// Head lines without the final empty line, `Connection` headers removed.
     lines: Vec<String>,
     operation: Option<String>,
+    /// `<access key id>/<service>` of the SigV4 signature, `unsigned` without one.
+    signer: String,
     content_length: usize,
     /// Body bytes already read with the head.
     body: Vec<u8>,
@@ -236,6 +242,7 @@ async fn read_request(client: &mut TcpStream) -> Result<Option<Request>, String>
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut lines = Vec::new();
     let mut operation = None;
+    let mut signer = "unsigned".to_string();
     let mut content_length = 0;
     for (i, line) in head.split("\r\n").enumerate() {
         if i > 0 {
@@ -255,6 +262,7 @@ async fn read_request(client: &mut TcpStream) -> Result<Option<Request>, String>
                 "x-amz-target" => {
                     operation = value.rsplit('.').next().map(str::to_string);
                 }
+                "authorization" => signer = sigv4_signer(value),
                 _ => {}
             }
         }
@@ -263,6 +271,7 @@ async fn read_request(client: &mut TcpStream) -> Result<Option<Request>, String>
     Ok(Some(Request {
         lines,
         operation,
+        signer,
         content_length,
         body: buf[head_end + 4..].to_vec(),
     }))
@@ -287,6 +296,11 @@ async fn handle(
         }
         request.body.extend_from_slice(&chunk[..n]);
     }
+    *lock(state)
+        .stats
+        .signers
+        .entry(request.signer.clone())
+        .or_default() += 1;
     let action = decide(state, request.operation.as_deref());
     match action {
         Action::Drop => return Ok(()),
@@ -419,6 +433,19 @@ fn upstream_error_type(response: &[u8]) -> Option<String> {
         .strip_prefix('"')?;
     let kind = &value[..value.find('"')?];
     Some(kind.rsplit('#').next().unwrap_or(kind).to_string())
+}
+
+/// `AKID/service` from `AWS4-HMAC-SHA256 Credential=AKID/date/region/service/aws4_request, …`.
+fn sigv4_signer(authorization: &str) -> String {
+    let scope = authorization
+        .split_once("Credential=")
+        .map(|(_, rest)| rest.split([',', ' ']).next().unwrap_or(""))
+        .unwrap_or("");
+    let parts: Vec<&str> = scope.split('/').collect();
+    match parts.as_slice() {
+        [key, _date, _region, service, ..] => format!("{key}/{service}"),
+        _ => format!("unparsed: {authorization:.40}"),
+    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -1,6 +1,24 @@
 //! The one error type of the crate. Each variant says what failed and what to do about it.
 
-use datafusion::error::DataFusionError;
+/// The cause of an engine or backend failure, whatever the engine (DataFusion, Redshift, …):
+/// the seam's errors name no engine's types.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Whether waiting can fix a failed warehouse call. The loader acts on it: it retries
+/// [`FailureKind::Transient`] failures, stops loading the one table of a
+/// [`FailureKind::Data`] failure (other tables keep loading), and stops on
+/// [`FailureKind::Config`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The warehouse or the network is unavailable, throttled, paused, or timed out.
+    Transient,
+    /// The batch's data violates the table (a value too long, a type mismatch, a NULL in a
+    /// NOT NULL column): retrying the same batch fails the same way until the table or the
+    /// schema is fixed.
+    Data,
+    /// The configuration, the identifiers or the tables cannot work.
+    Config,
+}
 
 /// Errors loading views, opening the warehouse or running SQL.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +78,7 @@ pub enum WarehouseError {
         table: String,
         location: String,
         #[source]
-        source: DataFusionError,
+        source: BoxError,
     },
 
     /// Creating a view failed in the engine.
@@ -69,7 +87,7 @@ pub enum WarehouseError {
         view: String,
         path: String,
         #[source]
-        source: DataFusionError,
+        source: BoxError,
     },
 
     /// A query failed.
@@ -77,18 +95,38 @@ pub enum WarehouseError {
     Query {
         sql: String,
         #[source]
-        source: DataFusionError,
+        source: BoxError,
     },
 
     /// The name is not a view of this warehouse.
     #[error("unknown view `{view}`; known views are {known}")]
     UnknownView { view: String, known: String },
 
+    /// A warehouse backend call failed; `kind` says whether waiting can fix it.
+    #[error("{operation} failed: {source}")]
+    Backend {
+        operation: String,
+        kind: FailureKind,
+        #[source]
+        source: BoxError,
+    },
+
     /// The name is not a table of this warehouse.
     #[error(
         "unknown table `{table}`; known tables are {known}; run `migrate` with its schema first"
     )]
     UnknownTable { table: String, known: String },
+}
+
+impl WarehouseError {
+    /// Whether waiting can fix this error (see [`FailureKind`]).
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            WarehouseError::Backend { kind, .. } => *kind,
+            WarehouseError::Lake { .. } => FailureKind::Transient,
+            _ => FailureKind::Config,
+        }
+    }
 }
 
 /// Result with [`WarehouseError`].

@@ -10,6 +10,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -179,7 +180,7 @@ impl LocalWarehouse {
                 .map_err(|source| WarehouseError::View {
                     view: view.name.clone(),
                     path: view.path.display().to_string(),
-                    source,
+                    source: Box::new(source),
                 })?;
             self.views
                 .write()
@@ -196,9 +197,9 @@ impl LocalWarehouse {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let query_err = |source| WarehouseError::Query {
+        let query_err = |source: DataFusionError| WarehouseError::Query {
             sql: sql_excerpt(sql),
-            source,
+            source: Box::new(source),
         };
         let frame = self
             .ctx
@@ -260,10 +261,10 @@ impl LocalWarehouse {
     fn register_table(&self, schema: &StreamSchema) -> Result<()> {
         let table = schema.stream.clone();
         let location = format!("{}/{}/", self.root, table);
-        let table_err = |source| WarehouseError::Table {
+        let table_err = |source: DataFusionError| WarehouseError::Table {
             table: table.clone(),
             location: location.clone(),
-            source,
+            source: Box::new(source),
         };
         let url = ListingTableUrl::parse(&location).map_err(table_err)?;
         let partition_cols = PARTITION_KEYS
@@ -297,7 +298,7 @@ impl LocalWarehouse {
             .map_err(|source| WarehouseError::View {
                 view: name.to_string(),
                 path: "(dropping the previous definition)".into(),
-                source,
+                source: Box::new(source),
             })
     }
 }

@@ -1,6 +1,7 @@
-//! `etl warehouse migrate` (tables, ledger and curated views on Redshift through the Data API)
-//! and `etl warehouse load` (every committed lake batch not yet in the load ledger, once or
-//! continuously with `--follow`).
+//! `etl warehouse migrate` (tables, ledger and curated views on Redshift through the Data API),
+//! `etl warehouse load` (every committed lake batch not yet in the load ledger, once or
+//! continuously with `--follow`) and `etl warehouse status` (per table: loaded up to, pending
+//! batches, why a table stopped).
 
 use crate::setup::Setup;
 use anyhow::{bail, Context, Result};
@@ -20,6 +21,25 @@ pub enum WarehouseCommand {
     Migrate(MigrateArgs),
     /// Load every committed lake batch (`_commits/`) that is not yet in the load ledger.
     Load(LoadArgs),
+    /// Per table: batches loaded and the last one, batches pending, and the error that stopped
+    /// the table's loading, if any (docs/redshift.md, "A table stopped loading").
+    Status(StatusArgs),
+}
+
+/// `etl warehouse status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub redshift: RedshiftArgs,
+    /// The lake: `s3://bucket/prefix`. Default: `lake.location` of the configuration file.
+    #[arg(long, env = "ETL_LAKE_URL")]
+    pub lake: Option<String>,
+    /// Tables to show; default: every schema.
+    #[arg(long = "stream")]
+    pub streams: Vec<String>,
+    /// Print JSON (one object per table) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the Data API runs statements.
@@ -165,7 +185,84 @@ pub async fn run(
     match command {
         WarehouseCommand::Migrate(args) => migrate(setup, views, args).await,
         WarehouseCommand::Load(args) => load(setup, args).await,
+        WarehouseCommand::Status(args) => status(setup, args).await,
     }
+}
+
+/// The S3 lake to load: `--lake`, else `lake.location` of the configuration file.
+fn lake_url(setup: &Setup, lake: &Option<String>) -> Result<String> {
+    let lake_url = match lake {
+        Some(url) => url.clone(),
+        None if !setup.lake_is_local() => setup.lake_location(),
+        None => bail!(
+            "name the S3 lake to load: --lake s3://bucket/prefix, or lake.location in the configuration file"
+        ),
+    };
+    if !lake_url.starts_with("s3://") {
+        bail!("--lake must be an s3:// URL: Redshift COPY reads S3 only");
+    }
+    Ok(lake_url.trim_end_matches('/').to_string())
+}
+
+/// The lake store, signing with the same credential chain as the SDK clients.
+async fn open_lake(setup: &Setup, redshift: &RedshiftArgs, lake_url: &str) -> Result<Lake> {
+    let aws = redshift.aws(setup, &redshift.s3_endpoint_url);
+    let clients = etl_aws::AwsClients::load(&aws).await?;
+    Ok(Lake::open_s3(
+        lake_url,
+        &etl_glue::s3_options_for(&clients, &aws, S3Encryption::default()),
+    )?)
+}
+
+fn streams_or_all(setup: &Setup, streams: &[String]) -> Vec<String> {
+    if streams.is_empty() {
+        setup.schemas.iter().map(|s| s.stream.clone()).collect()
+    } else {
+        streams.to_vec()
+    }
+}
+
+async fn status(setup: &Setup, args: StatusArgs) -> Result<()> {
+    let lake_url = lake_url(setup, &args.lake)?;
+    // Status runs no COPY: the role and the manifest prefix are never used.
+    let warehouse = args
+        .redshift
+        .warehouse(
+            setup,
+            MIGRATE_ONLY_ROLE,
+            &format!("{lake_url}/_load_manifests"),
+        )
+        .await?;
+    let lake = open_lake(setup, &args.redshift, &lake_url).await?;
+    let tables = streams_or_all(setup, &args.streams);
+    let statuses = etl_redshift::warehouse_status(&warehouse, &lake, &tables)
+        .await
+        .context("warehouse status failed")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+        return Ok(());
+    }
+    for s in &statuses {
+        println!(
+            "{}: {} batches loaded (up to {}), {} pending ({} rows){}",
+            s.table,
+            s.loaded_batches,
+            s.loaded_up_to.as_deref().unwrap_or("-"),
+            s.pending_batches,
+            s.pending_rows,
+            s.next_batch
+                .as_ref()
+                .map(|b| format!(", next {b}"))
+                .unwrap_or_default()
+        );
+        if let Some(f) = &s.failure {
+            println!(
+                "  STOPPED at batch {} since {}: {}\n  fix the table or the schema (docs/redshift.md, \"A table stopped loading\"), then run `etl warehouse load`",
+                f.batch_id, f.failed_at, f.message
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn migrate(setup: &Setup, views: Option<&std::path::Path>, args: MigrateArgs) -> Result<()> {
@@ -192,17 +289,7 @@ async fn migrate(setup: &Setup, views: Option<&std::path::Path>, args: MigrateAr
 
 async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
     let observe = crate::observe::start(setup, args.follow, args.metrics_listen.as_deref()).await?;
-    let lake_url = match &args.lake {
-        Some(url) => url.clone(),
-        None if !setup.lake_is_local() => setup.lake_location(),
-        None => bail!(
-            "name the S3 lake to load: --lake s3://bucket/prefix, or lake.location in the configuration file"
-        ),
-    };
-    if !lake_url.starts_with("s3://") {
-        bail!("--lake must be an s3:// URL: Redshift COPY reads S3 only");
-    }
-    let lake_url = lake_url.trim_end_matches('/').to_string();
+    let lake_url = lake_url(setup, &args.lake)?;
     let manifest_prefix = args
         .manifest_prefix
         .clone()
@@ -211,16 +298,8 @@ async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
         .redshift
         .warehouse(setup, &args.iam_role_arn, &manifest_prefix)
         .await?;
-    let aws = args.redshift.aws(setup, &args.redshift.s3_endpoint_url);
-    let lake = Lake::open_s3(
-        &lake_url,
-        &etl_glue::s3_options(&aws, S3Encryption::default()),
-    )?;
-    let streams = if args.streams.is_empty() {
-        setup.schemas.iter().map(|s| s.stream.clone()).collect()
-    } else {
-        args.streams.clone()
-    };
+    let lake = open_lake(setup, &args.redshift, &lake_url).await?;
+    let streams = streams_or_all(setup, &args.streams);
     let settings = LoaderSettings {
         interval: Duration::from_secs(args.interval_secs.max(1)),
         max_attempts: (!args.follow).then_some(args.attempts.max(1)),
@@ -238,6 +317,25 @@ async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
         "{} batches loaded ({} rows), {} already loaded, {} without data files, {} retries",
         summary.loaded, summary.rows, summary.already_loaded, summary.empty, summary.retries
     );
+    let stopped = loader.stopped_tables();
+    if !stopped.is_empty() {
+        let lines: Vec<String> = stopped
+            .iter()
+            .map(|f| {
+                format!(
+                    "  {} stopped at batch {}: {}",
+                    f.table, f.batch_id, f.message
+                )
+            })
+            .collect();
+        bail!(
+            "{} table(s) stopped loading because a batch's data cannot load (the other tables were loaded):\n{}\n\
+             fix the table or the schema (docs/redshift.md, \"A table stopped loading\"), then run `etl warehouse load` again; \
+             `etl warehouse status` shows the state",
+            stopped.len(),
+            lines.join("\n")
+        );
+    }
     Ok(())
 }
 

@@ -30,7 +30,7 @@ pub(crate) struct World {
     pipeline: Pipeline,
     pub(crate) db: PgDatabase,
     _standin: RedshiftDataStandIn,
-    warehouse: Arc<RedshiftDataWarehouse>,
+    pub(crate) warehouse: Arc<RedshiftDataWarehouse>,
 }
 
 pub(crate) async fn world(
@@ -85,7 +85,7 @@ impl World {
     pub(crate) fn loader(&self, settings: LoaderSettings) -> Result<Loader, Failure> {
         let streams = vec!["app_events".to_string(), "call_events".to_string()];
         Ok(Loader::new(
-            Arc::clone(&self.warehouse),
+            self.warehouse.clone(),
             self.lake.clone(),
             &self.lake_url,
             streams,
@@ -213,6 +213,7 @@ pub(crate) fn quick() -> LoaderSettings {
         retry_initial: Duration::from_millis(100),
         retry_max: Duration::from_secs(2),
         max_attempts: Some(3),
+        stopped_retry: Duration::from_secs(1),
     }
 }
 

@@ -11,3 +11,4 @@ pub(crate) mod fixture;
 mod kinesis_e2e;
 pub(crate) mod loader_e2e;
 mod pgwire;
+mod poison;

@@ -2,6 +2,7 @@
 //! the Glue catalog configured through `--config` (against moto), plus configuration errors.
 //! One test binary for the crate; the servers come from `etl-testbed`.
 
+mod aws_credentials;
 mod dashboards;
 mod third_stream;
 
