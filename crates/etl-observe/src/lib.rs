@@ -12,7 +12,7 @@
 //! This crate installs the process-wide metrics recorder and serves it; it does not decide what
 //! is recorded (the libraries' `metrics.rs` files do), when a command is ready (the command
 //! does), nor how to shut down (it only turns `/readyz` to 503 when told, or on SIGTERM/Ctrl-C
-//! with [`Observer::stop_on_signal`]). Label values are bounded by construction: stream and table
+//! with [`Observer::stop_when`]). Label values are bounded by construction: stream and table
 //! names come from the schemas, shards from Kinesis, stage/reason/kind from fixed lists; nothing
 //! is labelled per record or per batch.
 
@@ -278,28 +278,12 @@ impl Observer {
         Ok(local)
     }
 
-    /// Turns `/readyz` to 503 when SIGTERM or Ctrl-C arrives (the command's own handler starts
-    /// the shutdown; both see the signal).
-    pub fn stop_on_signal(&self) {
+    /// Turns `/readyz` to 503 as soon as `shutdown` resolves (the binary passes its one
+    /// shutdown signal; the command's own handler sees the same signal and starts the shutdown).
+    pub fn stop_when(&self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
         let readiness = self.readiness();
         tokio::spawn(async move {
-            let term = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut s) => {
-                        s.recv().await;
-                    }
-                    Err(_) => std::future::pending::<()>().await,
-                }
-            };
-            let ctrl_c = async {
-                if tokio::signal::ctrl_c().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term => {}
-            }
+            shutdown.await;
             readiness.stopping();
         });
     }

@@ -222,13 +222,10 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
     }
     observe.ready();
     let signals = tokio::spawn(async move {
-        if wait_for_signal().await.is_ok() {
-            tracing::warn!(
-                "stop requested: finishing the batches in flight and committing positions"
-            );
-            for stop in &stops {
-                stop.stop();
-            }
+        crate::shutdown::requested().await;
+        tracing::warn!("stop requested: finishing the batches in flight and committing positions");
+        for stop in &stops {
+            stop.stop();
         }
     });
     let mut failed = None;
@@ -250,14 +247,6 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
     match failed {
         Some(e) => Err(e),
         None => Ok(()),
-    }
-}
-
-async fn wait_for_signal() -> std::io::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
     }
 }
 

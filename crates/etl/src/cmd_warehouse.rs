@@ -308,7 +308,7 @@ async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
     let mut loader = Loader::new(Arc::new(warehouse), lake, &lake_url, streams, settings)?;
     observe.ready();
     let summary = if args.follow {
-        loader.follow(shutdown_signal()).await?
+        loader.follow(crate::shutdown::requested()).await?
     } else {
         loader.load_pending().await?
     };
@@ -337,25 +337,4 @@ async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod observe;
 mod setup;
+mod shutdown;
 
 use clap::Parser;
 use std::process::ExitCode;

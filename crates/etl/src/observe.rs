@@ -94,7 +94,7 @@ pub async fn start(setup: &Setup, enabled: bool, flag: Option<&str>) -> Result<O
     };
     let observer = etl_observe::Observer::install()?;
     observer.serve(addr).await?;
-    observer.stop_on_signal();
+    observer.stop_when(crate::shutdown::requested());
     Ok(Observability {
         observer: Some(observer),
         linger,
