@@ -42,7 +42,8 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-/// Where the Data API runs statements.
+/// Where the Data API runs statements: `[warehouse.redshift]` of the configuration file, with
+/// these overrides.
 #[derive(Debug, Args)]
 pub struct RedshiftArgs {
     /// Provisioned cluster id (with --db-user or --secret-arn).
@@ -57,12 +58,13 @@ pub struct RedshiftArgs {
     /// Secrets Manager secret with the database credentials.
     #[arg(long, env = "ETL_REDSHIFT_SECRET_ARN")]
     pub secret_arn: Option<String>,
-    /// Database name.
-    #[arg(long, default_value = "dev", env = "ETL_REDSHIFT_DATABASE")]
-    pub database: String,
-    /// Schema of the lake tables, the load ledger and the views.
-    #[arg(long, default_value = "analytics", env = "ETL_REDSHIFT_SCHEMA")]
-    pub schema: String,
+    /// Database name (default: `warehouse.redshift.database`, else dev).
+    #[arg(long, env = "ETL_REDSHIFT_DATABASE")]
+    pub database: Option<String>,
+    /// Schema of the lake tables, the load ledger and the views (default:
+    /// `warehouse.redshift.schema`, else analytics).
+    #[arg(long, env = "ETL_REDSHIFT_SCHEMA")]
+    pub schema: Option<String>,
     /// AWS region (default: `aws.region` of the configuration file).
     #[arg(long, env = "AWS_REGION")]
     pub aws_region: Option<String>,
@@ -72,9 +74,10 @@ pub struct RedshiftArgs {
     /// Endpoint override of S3 (e.g. a local stand-in; path-style addressing is used then).
     #[arg(long)]
     pub s3_endpoint_url: Option<String>,
-    /// Seconds a single statement may run before it counts as failed.
-    #[arg(long, default_value_t = 3600)]
-    pub statement_timeout_secs: u64,
+    /// Seconds a single statement may run before it counts as failed (default:
+    /// `warehouse.redshift.statement_timeout_secs`, else 3600).
+    #[arg(long)]
+    pub statement_timeout_secs: Option<u64>,
 }
 
 /// `etl warehouse migrate`.
@@ -93,9 +96,10 @@ pub struct LoadArgs {
     /// of the configuration file.
     #[arg(long, env = "ETL_LAKE_URL")]
     pub lake: Option<String>,
-    /// IAM role Redshift assumes to read the lake (COPY … IAM_ROLE).
+    /// IAM role Redshift assumes to read the lake (COPY … IAM_ROLE); default:
+    /// `warehouse.redshift.iam_role_arn`.
     #[arg(long, env = "ETL_REDSHIFT_IAM_ROLE_ARN")]
-    pub iam_role_arn: String,
+    pub iam_role_arn: Option<String>,
     /// Where load manifests are written (default: `<lake>/_load_manifests`).
     #[arg(long)]
     pub manifest_prefix: Option<String>,
@@ -105,9 +109,9 @@ pub struct LoadArgs {
     /// Keep loading new batches until SIGTERM / Ctrl-C.
     #[arg(long)]
     pub follow: bool,
-    /// Seconds between passes with --follow.
-    #[arg(long, default_value_t = etl_redshift::loader::DEFAULT_INTERVAL.as_secs())]
-    pub interval_secs: u64,
+    /// Seconds between passes with --follow (default: `warehouse.redshift.load_interval_secs`).
+    #[arg(long)]
+    pub interval_secs: Option<u64>,
     /// Without --follow: attempts per step while the warehouse is unavailable before giving up
     /// (with --follow the loader retries forever). A batch is never skipped.
     #[arg(long, default_value_t = 10)]
@@ -123,20 +127,41 @@ pub struct LoadArgs {
 const MIGRATE_ONLY_ROLE: &str = "arn:aws:iam::000000000000:role/etl-migrate-runs-no-copy";
 
 impl RedshiftArgs {
-    fn settings(&self, iam_role_arn: &str, manifest_prefix: &str) -> RedshiftSettings {
+    /// The schema: `--schema`, else `warehouse.redshift.schema`.
+    fn schema(&self, setup: &Setup) -> String {
+        self.schema
+            .clone()
+            .unwrap_or_else(|| setup.warehouse.redshift.schema.clone())
+    }
+
+    fn settings(
+        &self,
+        setup: &Setup,
+        iam_role_arn: &str,
+        manifest_prefix: &str,
+    ) -> RedshiftSettings {
+        let config = &setup.warehouse.redshift;
+        let pick =
+            |flag: &Option<String>, field: &Option<String>| flag.clone().or_else(|| field.clone());
         RedshiftSettings {
             target: DataApiTarget {
-                cluster_identifier: self.cluster_id.clone(),
-                workgroup_name: self.workgroup.clone(),
-                db_user: self.db_user.clone(),
-                secret_arn: self.secret_arn.clone(),
-                database: self.database.clone(),
+                cluster_identifier: pick(&self.cluster_id, &config.cluster_id),
+                workgroup_name: pick(&self.workgroup, &config.workgroup),
+                db_user: pick(&self.db_user, &config.db_user),
+                secret_arn: pick(&self.secret_arn, &config.secret_arn),
+                database: self
+                    .database
+                    .clone()
+                    .unwrap_or_else(|| config.database.clone()),
             },
-            schema: self.schema.clone(),
+            schema: self.schema(setup),
             iam_role_arn: iam_role_arn.to_string(),
             manifest_prefix: manifest_prefix.to_string(),
             poll: PollSettings {
-                timeout_ms: self.statement_timeout_secs.saturating_mul(1000),
+                timeout_ms: self
+                    .statement_timeout_secs
+                    .unwrap_or(config.statement_timeout_secs)
+                    .saturating_mul(1000),
                 ..PollSettings::default()
             },
             // The loader retries failed loads itself (with backoff, forever with --follow).
@@ -168,7 +193,7 @@ impl RedshiftArgs {
             etl_aws::AwsClients::load(&self.aws(setup, &self.redshift_endpoint_url)).await?;
         let s3 = etl_aws::AwsClients::load(&self.aws(setup, &self.s3_endpoint_url)).await?;
         Ok(RedshiftDataWarehouse::with_clients(
-            self.settings(iam_role_arn, manifest_prefix),
+            self.settings(setup, iam_role_arn, manifest_prefix),
             redshift.redshift_data(),
             s3.s3(),
             &setup.schemas,
@@ -280,7 +305,7 @@ async fn migrate(setup: &Setup, views: Option<&std::path::Path>, args: MigrateAr
         .context("warehouse migrate failed")?;
     println!(
         "schema {}: {} tables, ledger and {} views are up to date",
-        args.redshift.schema,
+        args.redshift.schema(setup),
         setup.schemas.len(),
         views.len()
     );
@@ -294,14 +319,25 @@ async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
         .manifest_prefix
         .clone()
         .unwrap_or_else(|| format!("{lake_url}/_load_manifests"));
+    let Some(iam_role_arn) = args
+        .iam_role_arn
+        .clone()
+        .or_else(|| setup.warehouse.redshift.iam_role_arn.clone())
+    else {
+        bail!("name the IAM role Redshift's COPY reads the lake with: --iam-role-arn, ETL_REDSHIFT_IAM_ROLE_ARN or warehouse.redshift.iam_role_arn in the configuration file");
+    };
     let warehouse = args
         .redshift
-        .warehouse(setup, &args.iam_role_arn, &manifest_prefix)
+        .warehouse(setup, &iam_role_arn, &manifest_prefix)
         .await?;
     let lake = open_lake(setup, &args.redshift, &lake_url).await?;
     let streams = streams_or_all(setup, &args.streams);
     let settings = LoaderSettings {
-        interval: Duration::from_secs(args.interval_secs.max(1)),
+        interval: Duration::from_secs(
+            args.interval_secs
+                .unwrap_or(setup.warehouse.redshift.load_interval_secs)
+                .max(1),
+        ),
         max_attempts: (!args.follow).then_some(args.attempts.max(1)),
         ..LoaderSettings::default()
     };

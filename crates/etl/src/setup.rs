@@ -1,7 +1,7 @@
 //! Turning arguments and configuration into a ready pipeline.
 
 use crate::cli::{Global, LogFormat};
-use crate::config::{ConfigFile, KinesisConfig, LakeTargetConfig};
+use crate::config::{ConfigFile, KinesisConfig, LakeTargetConfig, WarehouseConfig};
 use anyhow::{bail, Context, Result};
 use etl_aws::{AwsClients, AwsSettings};
 use etl_glue::GlueCatalog;
@@ -66,6 +66,8 @@ pub struct Setup {
     aws: AwsSettings,
     /// `[kinesis]` of the configuration file.
     pub kinesis: KinesisConfig,
+    /// `[warehouse]` of the configuration file.
+    pub warehouse: WarehouseConfig,
     /// `[dashboards]` of the configuration file (placeholders of `etl dashboards deploy`).
     pub dashboards: etl_dashboards::deploy::DeployConfig,
     /// AWS clients, loaded once when the lake is on S3.
@@ -141,6 +143,7 @@ impl Setup {
             lake_target,
             aws: config.aws,
             kinesis: config.kinesis,
+            warehouse: config.warehouse,
             dashboards: config.dashboards,
             aws_clients,
             key_is_demo,

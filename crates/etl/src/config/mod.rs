@@ -1,5 +1,5 @@
 //! The configuration file (`--config`): one TOML file with a section per part (`[pipeline]`,
-//! `[lake]`, `[aws]`, `[kinesis]`, `[observability]`, `[dashboards]`), every field documented on its struct, unknown keys refused,
+//! `[lake]`, `[aws]`, `[kinesis]`, `[warehouse.redshift]`, `[observability]`, `[dashboards]`), every field documented on its struct, unknown keys refused,
 //! and `ETL_<SECTION>__<FIELD>` environment variables overriding fields.
 
 use anyhow::{bail, Context, Result};
@@ -33,6 +33,9 @@ pub struct ConfigFile {
     /// `etl_dashboards::deploy::DeployConfig`.
     #[serde(default)]
     pub dashboards: etl_dashboards::deploy::DeployConfig,
+    /// The warehouse `etl warehouse migrate|load|status` work on; see [`WarehouseConfig`].
+    #[serde(default)]
+    pub warehouse: WarehouseConfig,
     /// The Kinesis streams `etl run` consumes (and `etl produce` writes to) and how it reads
     /// them; see [`KinesisConfig`].
     #[serde(default)]
@@ -68,6 +71,99 @@ pub struct KinesisConfig {
     /// source for backfills). Default: `true`.
     #[serde(default = "default_true")]
     pub raw_archive: bool,
+}
+
+/// `[warehouse]` of the configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarehouseConfig {
+    /// The Redshift target; see [`RedshiftConfig`].
+    #[serde(default)]
+    pub redshift: RedshiftConfig,
+}
+
+/// `[warehouse.redshift]` of the configuration file: where `etl warehouse migrate`, `load` and
+/// `status` run their statements (through the Redshift Data API). The command-line flags
+/// (`--cluster-id`, `--workgroup`, …, and their `ETL_REDSHIFT_*` variables) override it.
+///
+/// ```toml
+/// [warehouse.redshift]
+/// workgroup = "analytics"          # Serverless; or cluster_id = "…" with db_user or secret_arn
+/// database = "dev"
+/// schema = "analytics"
+/// iam_role_arn = "arn:aws:iam::123456789012:role/etl-redshift-copy"   # COPY reads the lake with it (load only)
+/// load_interval_secs = 60
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedshiftConfig {
+    /// Provisioned cluster id (with `db_user` or `secret_arn`). Default: none.
+    #[serde(default)]
+    pub cluster_id: Option<String>,
+    /// Serverless workgroup name (instead of `cluster_id`). Default: none.
+    #[serde(default)]
+    pub workgroup: Option<String>,
+    /// Database user for temporary credentials (clusters only). Default: none.
+    #[serde(default)]
+    pub db_user: Option<String>,
+    /// Secrets Manager secret with the database credentials. Default: none.
+    #[serde(default)]
+    pub secret_arn: Option<String>,
+    /// Database name. Default: [`DEFAULT_REDSHIFT_DATABASE`].
+    #[serde(default = "default_redshift_database")]
+    pub database: String,
+    /// Schema of the lake tables, the load ledger and the views. Default:
+    /// [`DEFAULT_REDSHIFT_SCHEMA`].
+    #[serde(default = "default_redshift_schema")]
+    pub schema: String,
+    /// IAM role Redshift assumes to read the lake (`COPY … IAM_ROLE`); `etl warehouse load`
+    /// needs it, `migrate` and `status` do not. Default: none.
+    #[serde(default)]
+    pub iam_role_arn: Option<String>,
+    /// Seconds between passes of `etl warehouse load --follow`. Default: the loader's
+    /// `DEFAULT_INTERVAL`.
+    #[serde(default = "default_load_interval_secs")]
+    pub load_interval_secs: u64,
+    /// Seconds one statement may run before it counts as failed. Default:
+    /// [`DEFAULT_STATEMENT_TIMEOUT_SECS`].
+    #[serde(default = "default_statement_timeout_secs")]
+    pub statement_timeout_secs: u64,
+}
+
+/// Default of `warehouse.redshift.database`.
+pub const DEFAULT_REDSHIFT_DATABASE: &str = "dev";
+/// Default of `warehouse.redshift.schema`.
+pub const DEFAULT_REDSHIFT_SCHEMA: &str = "analytics";
+/// Default of `warehouse.redshift.statement_timeout_secs`.
+pub const DEFAULT_STATEMENT_TIMEOUT_SECS: u64 = 3600;
+
+fn default_redshift_database() -> String {
+    DEFAULT_REDSHIFT_DATABASE.into()
+}
+fn default_redshift_schema() -> String {
+    DEFAULT_REDSHIFT_SCHEMA.into()
+}
+fn default_load_interval_secs() -> u64 {
+    etl_redshift::loader::DEFAULT_INTERVAL.as_secs()
+}
+fn default_statement_timeout_secs() -> u64 {
+    DEFAULT_STATEMENT_TIMEOUT_SECS
+}
+
+impl Default for RedshiftConfig {
+    fn default() -> Self {
+        RedshiftConfig {
+            cluster_id: None,
+            workgroup: None,
+            db_user: None,
+            secret_arn: None,
+            database: default_redshift_database(),
+            schema: default_redshift_schema(),
+            iam_role_arn: None,
+            load_interval_secs: default_load_interval_secs(),
+            statement_timeout_secs: default_statement_timeout_secs(),
+        }
+    }
 }
 
 /// Default of `kinesis.start`.

@@ -133,3 +133,28 @@ fn unknown_keys_are_refused_with_their_name_also_from_the_environment() {
         "{text}"
     );
 }
+
+#[test]
+fn the_warehouse_section_names_the_redshift_target_with_named_defaults() {
+    let config = ConfigFile::parse(
+        "[warehouse.redshift]\nworkgroup = \"wg\"\niam_role_arn = \"arn:aws:iam::1:role/r\"\n",
+        "test",
+        vec![(
+            "ETL_WAREHOUSE__REDSHIFT__SCHEMA".to_string(),
+            "reporting".to_string(),
+        )],
+    )
+    .expect("parse");
+    let r = &config.warehouse.redshift;
+    assert_eq!(r.workgroup.as_deref(), Some("wg"));
+    assert_eq!(r.database, DEFAULT_REDSHIFT_DATABASE);
+    assert_eq!(r.schema, "reporting");
+    assert_eq!(r.statement_timeout_secs, DEFAULT_STATEMENT_TIMEOUT_SECS);
+    assert_eq!(
+        ConfigFile::parse("", "none", Vec::new())
+            .expect("empty")
+            .warehouse
+            .redshift,
+        RedshiftConfig::default()
+    );
+}

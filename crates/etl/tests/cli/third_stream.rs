@@ -129,7 +129,10 @@ async fn a_third_stream_defined_only_by_files_flows_through_ingest_run_and_load(
     std::fs::write(
         &config,
         format!(
-            "[lake]\nlocation = \"s3://{bucket}/events\"\n\n[kinesis]\nstreams = {{ sms_events = \"{kinesis_stream}\" }}\n\n{}",
+            "[lake]\nlocation = \"s3://{bucket}/events\"\n\n[kinesis]\nstreams = {{ sms_events = \"{kinesis_stream}\" }}\n\n\
+             [warehouse.redshift]\ncluster_id = \"test-cluster\"\ndb_user = \"etl\"\ndatabase = \"{}\"\n\
+             iam_role_arn = \"arn:aws:iam::123456789012:role/lake-reader\"\n\n{}",
+            db.name,
             toml::to_string(&BTreeMap::from([("aws", moto.settings())]))?
         ),
     )?;
@@ -219,17 +222,10 @@ async fn a_third_stream_defined_only_by_files_flows_through_ingest_run_and_load(
         "{run_out}"
     );
 
-    // 3. The warehouse: migrate creates the table from the schema file, load brings every batch.
-    let target = [
-        "--cluster-id",
-        "test-cluster",
-        "--db-user",
-        "etl",
-        "--database",
-        db.name.as_str(),
-        "--redshift-endpoint-url",
-        standin.endpoint(),
-    ];
+    // 3. The warehouse ([warehouse.redshift] of the configuration file; only the stand-in's
+    // endpoint on the command line): migrate creates the table from the schema file and needs
+    // no IAM role, load brings every batch.
+    let target = ["--redshift-endpoint-url", standin.endpoint()];
     let migrate = etl_async(
         tmp.path(),
         &[&common[..], &["warehouse", "migrate"], &target].concat(),
