@@ -106,7 +106,7 @@ pub(crate) fn s3_lake(s3_endpoint: &str, location: &str) -> Result<Lake, Failure
     Lake::open_s3(location, &options).context("S3 lake")
 }
 
-async fn new_bucket_lake(moto: &etl_testbed::Moto) -> Result<(String, Lake), Failure> {
+pub(crate) async fn new_bucket_lake(moto: &etl_testbed::Moto) -> Result<(String, Lake), Failure> {
     let bucket = unique_name("delivery");
     moto.clients()
         .await?

@@ -4,7 +4,7 @@
 //! failed attempt may have created the record) and go on; afterwards every event is in the lake
 //! exactly once.
 
-use crate::lake_delivery::{assert_exactly_once, consume, lines, put, s3_lake};
+use crate::lake_delivery::{assert_exactly_once, consume, lines, new_bucket_lake, put, s3_lake};
 use crate::{Context, Failure, TestResult};
 use etl_testbed::{create_stream, unique_name, FaultPlan, FaultProxy};
 use std::time::{Duration, Instant};
@@ -22,19 +22,9 @@ async fn a_25_s_s3_outage_is_ridden_out_and_every_event_lands_once() -> TestResu
     let produced = lines(4242, EVENTS)?;
     put(&client, &stream, &produced).await?;
 
-    let bucket = unique_name("outage");
-    moto.clients()
-        .await?
-        .s3()
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .context("CreateBucket")?;
-    let location = format!("s3://{bucket}/lake");
+    let (location, direct) = new_bucket_lake(moto).await?;
     let proxy = FaultProxy::start(moto.port(), FaultPlan::default()).await?;
     let through_proxy = s3_lake(proxy.endpoint(), &location)?;
-    let direct = s3_lake(moto.endpoint(), &location)?;
 
     let consumer = {
         let (client, stream) = (client.clone(), stream.clone());
