@@ -85,6 +85,21 @@ fn expected(files: &[BatchFile]) -> Vec<(String, Bytes)> {
     out
 }
 
+/// A writer that commits `files` as batch `7..=9` and stops at `point` as if it died.
+async fn crash_at(
+    point: FailPoint,
+    files: Vec<BatchFile>,
+) -> (tempfile::TempDir, Lake, Arc<FileCatalog>) {
+    let (dir, lake, catalog) = setup().await;
+    let crashed = writer(&lake, &catalog, "a").fail_at(point);
+    let start = crashed.recover().await.expect("recover");
+    crashed
+        .commit(&start, "7", "9", files)
+        .await
+        .expect_err("injected crash");
+    (dir, lake, catalog)
+}
+
 #[tokio::test]
 async fn a_crash_at_any_point_ends_with_each_file_published_exactly_once() {
     for point in FailPoint::ALL {
@@ -215,13 +230,7 @@ async fn a_zombie_writer_is_fenced_and_publishes_nothing() {
 
 #[tokio::test]
 async fn a_committed_record_whose_files_are_gone_asks_for_a_replay() {
-    let (_dir, lake, catalog) = setup().await;
-    let crashed = writer(&lake, &catalog, "a").fail_at(FailPoint::AfterRecord);
-    let start = crashed.recover().await.expect("recover");
-    crashed
-        .commit(&start, "7", "9", batch("7", "9"))
-        .await
-        .expect_err("crash");
+    let (_dir, lake, catalog) = crash_at(FailPoint::AfterRecord, batch("7", "9")).await;
     for path in lake.list("_staging").await.expect("list") {
         lake.store()
             .delete(&ObjectPath::from(path.as_str()))
@@ -334,13 +343,7 @@ async fn a_log_with_a_gap_or_an_overlap_is_refused_with_what_to_do() {
 
 #[tokio::test]
 async fn a_staged_object_changed_after_the_commit_is_not_published() {
-    let (_dir, lake, catalog) = setup().await;
-    let crashed = writer(&lake, &catalog, "a").fail_at(FailPoint::AfterRecord);
-    let start = crashed.recover().await.expect("recover");
-    crashed
-        .commit(&start, "7", "9", batch("7", "9"))
-        .await
-        .expect_err("crash after the record");
+    let (_dir, lake, catalog) = crash_at(FailPoint::AfterRecord, batch("7", "9")).await;
     let staged = lake.list("_staging").await.expect("list");
     let victim = staged.first().expect("a staged file").clone();
     lake.put(&victim, Bytes::from_static(b"tampered bytes"))
@@ -368,14 +371,8 @@ async fn a_staged_object_changed_after_the_commit_is_not_published() {
 
 #[tokio::test]
 async fn a_published_object_changed_later_is_restored_from_its_staged_copy() {
-    let (_dir, lake, catalog) = setup().await;
-    let crashed = writer(&lake, &catalog, "a").fail_at(FailPoint::AfterPublish);
-    let start = crashed.recover().await.expect("recover");
     let files = batch("7", "9");
-    crashed
-        .commit(&start, "7", "9", files.clone())
-        .await
-        .expect_err("crash after publishing");
+    let (_dir, lake, catalog) = crash_at(FailPoint::AfterPublish, files.clone()).await;
     let victim = files[0].path.clone();
     lake.put(&victim, Bytes::from_static(b"truncated"))
         .await
