@@ -2,12 +2,14 @@
 
 use crate::data_api::{to_record_batch, DataApi, DataApiTarget, PollSettings};
 use crate::ddl::{
-    create_failures_sql, create_ledger_sql, create_schema_sql, failure_sqls, failures_query,
-    view_sqls, SqlFlavor, TableDef, COLUMNS_QUERY,
+    create_failures_sql, create_ledger_sql, create_schema_sql, drop_view_sqls, failure_sqls,
+    failures_query, view_sqls, SqlFlavor, TableDef, COLUMNS_QUERY, VARCHAR_WIDTHS_QUERY,
 };
 use crate::error::{to_warehouse, RedshiftError};
 use crate::ident::{iam_role_arn, s3_url, Ident};
-use crate::load::{ledger_check_sql, ledger_loaded_sql, load_sqls, LoadSpec, Manifest};
+use crate::load::{
+    ledger_check_sql, ledger_count_sql, ledger_loaded_sql, load_sqls, LoadSpec, Manifest,
+};
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use etl_aws::redshiftdata::types::Field;
@@ -160,6 +162,7 @@ impl RedshiftDataWarehouse {
         );
         self.api.batch(&sqls).await?;
         let mut alters = Vec::new();
+        let mut widenings = Vec::new();
         for def in &defs {
             let id = self
                 .api
@@ -181,9 +184,48 @@ impl RedshiftDataWarehouse {
                 );
             }
             alters.extend(def.add_column_sqls(&self.schema, &missing));
+            let id = self
+                .api
+                .execute(
+                    VARCHAR_WIDTHS_QUERY,
+                    &[
+                        ("schema", self.schema.as_str()),
+                        ("table", def.name.as_str()),
+                    ],
+                )
+                .await?;
+            let widths: Vec<(String, i64)> = self
+                .api
+                .fetch(&id)
+                .await?
+                .string_rows()
+                .into_iter()
+                .filter_map(|row| {
+                    let mut cells = row.into_iter();
+                    let name = cells.next()??;
+                    let width = cells.next()??.parse().ok()?;
+                    Some((name, width))
+                })
+                .collect();
+            let widen = def.widen_sqls(&self.schema, &widths);
+            if !widen.is_empty() {
+                tracing::info!(
+                    table = def.name.as_str(),
+                    columns = widen.len(),
+                    "widening VARCHAR columns to the schema's lengths"
+                );
+            }
+            widenings.extend(widen);
         }
-        // ALTER TABLE ADD COLUMN runs one statement at a time (not in a multi-statement block).
-        for sql in alters {
+        if !widenings.is_empty() && !views.is_empty() {
+            // The views read the columns; they are recreated below.
+            self.api
+                .batch(&drop_view_sqls(&self.schema, views)?)
+                .await?;
+        }
+        // ALTER TABLE ADD COLUMN / ALTER COLUMN TYPE run one statement at a time (not in a
+        // multi-statement block).
+        for sql in alters.into_iter().chain(widenings) {
             self.api.execute(&sql, &[]).await?;
         }
         if !views.is_empty() {
@@ -223,11 +265,27 @@ impl RedshiftDataWarehouse {
         })
     }
 
-    /// Loads one committed lake batch exactly once (see the crate doc). Retries the whole
+    /// Whether the ledger has every batch of `request`.
+    async fn all_loaded(&self, request: &LoadRequest) -> Result<bool, RedshiftError> {
+        let batches = request.ledger_rows().len();
+        let id = self
+            .api
+            .execute(&ledger_count_sql(&self.schema, request)?, &[])
+            .await?;
+        let result = self.api.fetch(&id).await?;
+        let n = match result.rows.first().and_then(|r| r.first()) {
+            Some(Field::LongValue(n)) => usize::try_from(*n).unwrap_or(0),
+            Some(Field::StringValue(s)) => s.parse().unwrap_or(0),
+            _ => 0,
+        };
+        Ok(n >= batches)
+    }
+
+    /// Loads one committed lake batch (or a group of them) exactly once (see the crate doc). Retries the whole
     /// transaction with backoff on failure; never skips: the last error is returned.
     pub async fn load_batch(&self, request: &LoadRequest) -> Result<LoadOutcome, RedshiftError> {
         let table = self.table(&request.table)?;
-        if self.is_loaded(&request.table, &request.batch_id).await? {
+        if self.all_loaded(request).await? {
             tracing::info!(table = %request.table, batch = %request.batch_id, "batch already loaded; nothing to do");
             return Ok(LoadOutcome::AlreadyLoaded);
         }

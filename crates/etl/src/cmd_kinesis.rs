@@ -129,6 +129,15 @@ pub struct RunArgs {
     /// `observability.listen` of the configuration file (default 0.0.0.0:9464).
     #[arg(long, env = "ETL_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Also load the committed batches into Redshift in this process (what `etl warehouse load
+    /// --follow` does, with `[warehouse.redshift]` of the configuration file): one service for
+    /// a small deployment. Needs an `s3://` lake. With --until-caught-up a last pass loads
+    /// everything committed before the process exits.
+    #[arg(long)]
+    pub load: bool,
+    /// With --load: endpoint override of the Redshift Data API (e.g. a local stand-in).
+    #[arg(long, requires = "load")]
+    pub redshift_endpoint_url: Option<String>,
     #[command(flatten)]
     pub endpoint: KinesisEndpoint,
 }
@@ -187,6 +196,17 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
         ..SourceOptions::default()
     };
     let raw_archive = setup.kinesis.raw_archive && !args.no_raw_archive;
+    let loader = match args.load {
+        true => Some(
+            crate::cmd_warehouse::run_loader(
+                setup,
+                streams.iter().map(|(name, _)| name.clone()).collect(),
+                args.redshift_endpoint_url.clone(),
+            )
+            .await?,
+        ),
+        false => None,
+    };
     let mut runs = Vec::new();
     let mut stops = Vec::new();
     for (stream, kinesis_stream) in streams {
@@ -220,9 +240,30 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
             anyhow::Ok((summary, committer.lag()))
         }));
     }
+    let (loader_stop, loader_task) = match loader {
+        Some(mut loader) => {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(
+                async move {
+                    let summary = loader
+                        .follow(async {
+                            let _ = rx.await;
+                        })
+                        .await;
+                    (loader, summary)
+                }
+                .instrument(tracing::info_span!("loader")),
+            );
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
     observe.ready();
+    let signalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signal_flag = signalled.clone();
     let signals = tokio::spawn(async move {
         crate::shutdown::requested().await;
+        signal_flag.store(true, std::sync::atomic::Ordering::SeqCst);
         tracing::warn!("stop requested: finishing the batches in flight and committing positions");
         for stop in &stops {
             stop.stop();
@@ -243,6 +284,25 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
         }
     }
     signals.abort();
+    if let (Some(stop), Some(task)) = (loader_stop, loader_task) {
+        // The consumer stopped: the loader finishes the load in flight; after a normal end
+        // (--until-caught-up) a last pass loads every batch the consumer committed.
+        let _ = stop.send(());
+        let (mut loader, summary) = task.await.context("loader task")?;
+        let mut summary = summary?;
+        if failed.is_none() && !signalled.load(std::sync::atomic::Ordering::SeqCst) {
+            let last = loader.load_pending().await?;
+            summary.loaded += last.loaded;
+            summary.rows += last.rows;
+            summary.already_loaded += last.already_loaded;
+            summary.empty += last.empty;
+            summary.retries += last.retries;
+            summary.stopped += last.stopped;
+        }
+        if let Err(e) = crate::cmd_warehouse::report(&loader, &summary) {
+            failed.get_or_insert(e);
+        }
+    }
     observe.finish().await;
     match failed {
         Some(e) => Err(e),

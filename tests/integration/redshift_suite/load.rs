@@ -40,6 +40,7 @@ async fn upload_fixture(
         table: table.into(),
         batch_id: batch_id.into(),
         files: Vec::new(),
+        batches: Vec::new(),
     };
     for path in files {
         let key = format!(

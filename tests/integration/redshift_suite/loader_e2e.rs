@@ -12,6 +12,7 @@ use etl_generate::{Generator, GeneratorConfig, Stream};
 use etl_lake::{Lake, S3Encryption};
 use etl_pipeline::source::LineSource;
 use etl_pipeline::{Pipeline, PipelineOptions};
+use etl_redshift::loader::GroupLimits;
 use etl_redshift::{
     LoadSummary, Loader, LoaderSettings, RedshiftDataWarehouse, RedshiftError, LEDGER_TABLE,
 };
@@ -214,6 +215,7 @@ pub(crate) fn quick() -> LoaderSettings {
         retry_max: Duration::from_secs(2),
         max_attempts: Some(3),
         stopped_retry: Duration::from_secs(1),
+        group: GroupLimits::default(),
     }
 }
 
