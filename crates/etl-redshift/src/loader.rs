@@ -463,6 +463,7 @@ impl Loader {
             let batches = group.len() as u64;
             match outcome {
                 Ok(LoadOutcome::Loaded) => {
+                    crate::metrics::batches_loaded(table, batches);
                     summary.loaded += batches;
                     summary.rows += group.iter().map(|(_, c)| c.rows()).sum::<u64>();
                 }

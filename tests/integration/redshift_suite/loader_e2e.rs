@@ -25,7 +25,9 @@ use crate::{Context, Failure, TestResult};
 
 /// A lake in a fresh moto bucket, a stand-in over `pg`, a migrated warehouse.
 pub(crate) struct World {
-    s3: etl_aws::s3::Client,
+    pub(crate) s3: etl_aws::s3::Client,
+    /// The bucket of the lake and of the load manifests (`manifests/<table>/`).
+    pub(crate) bucket: String,
     pub(crate) lake: Lake,
     pub(crate) lake_url: String,
     pipeline: Pipeline,
@@ -73,6 +75,7 @@ pub(crate) async fn world(
         .await?;
     Ok(World {
         s3,
+        bucket,
         lake,
         lake_url,
         pipeline,

@@ -8,6 +8,7 @@ pub(crate) mod views;
 /// The hand-made fixture of `queries/views/fixtures` as Parquet (shared with etl-warehouse's tests).
 #[path = "../../../crates/etl-warehouse/tests/support/mod.rs"]
 pub(crate) mod fixture;
+mod grouped;
 mod kinesis_e2e;
 pub(crate) mod loader_e2e;
 mod pgwire;

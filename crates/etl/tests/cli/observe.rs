@@ -532,7 +532,8 @@ async fn etl_warehouse_load_follow_exports_loads_and_pending_batches() -> TestRe
             .iter()
             .all(|(table, n)| {
                 let t = format!("table=\"{table}\"");
-                sum(&s, "etl_redshift_load_duration_seconds_count", &[&t]) == *n
+                sum(&s, "etl_redshift_batches_loaded_total", &[&t]) == *n
+                    && sum(&s, "etl_redshift_load_duration_seconds_count", &[&t]) >= 1.0
                     && sum(&s, "etl_redshift_batches_pending", &[&t]) == 0.0
             })
             .then_some(page)
