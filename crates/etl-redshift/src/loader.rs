@@ -30,6 +30,9 @@ use tokio::sync::watch;
 /// Default pause between two passes of [`Loader::follow`].
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Commit records read at once.
+const READ_AHEAD: usize = 32;
+
 /// Default wait before [`Loader::follow`] tries a stopped table's batch again.
 pub const DEFAULT_STOPPED_RETRY: Duration = Duration::from_secs(300);
 
@@ -377,60 +380,75 @@ impl Loader {
             let mut group: Vec<(String, BatchCommit)> = Vec::new();
             let (mut group_rows, mut group_bytes) = (0_u64, 0_u64);
             let mut going = true;
-            for path in new {
-                let path_ref = &path;
+            for chunk in new.chunks(READ_AHEAD) {
                 if *stop.borrow() {
                     return Ok(());
                 }
-                let commit = Self::retry(
-                    settings,
-                    stop,
-                    "reading a commit record",
-                    &mut summary.retries,
-                    || async move {
-                        let bytes = lake
-                            .get(path_ref)
-                            .await
-                            .map_err(|e| RedshiftError::Lake(e.to_string()))?
-                            .ok_or_else(|| {
-                                RedshiftError::Lake(format!("{path_ref} disappeared"))
-                            })?;
-                        serde_json::from_slice::<BatchCommit>(&bytes).map_err(|e| {
-                            RedshiftError::Lake(format!("{path_ref} is not a commit record: {e}"))
-                        })
-                    },
-                )
-                .await?;
-                if commit.files.is_empty() || loaded.contains(&commit.batch_id.to_string()) {
-                    if commit.files.is_empty() {
-                        summary.empty += 1;
-                    } else {
-                        summary.already_loaded += 1;
-                    }
-                    state.newly_done.push(path);
-                    crate::metrics::batch_done(stream);
-                    continue;
+                // Commit records are small: read a chunk of them at once.
+                let reads = chunk.iter().map(|path| async move {
+                    let mut retries = 0;
+                    let commit = Self::retry(
+                        settings,
+                        stop,
+                        "reading a commit record",
+                        &mut retries,
+                        || self.read_commit(path),
+                    )
+                    .await;
+                    (path.clone(), commit, retries)
+                });
+                let mut read = Vec::with_capacity(chunk.len());
+                for (path, commit, retries) in futures::future::join_all(reads).await {
+                    summary.retries += retries;
+                    read.push((path, commit?));
                 }
-                let rows = commit.rows();
-                let bytes: u64 = commit.files.iter().map(|f| f.bytes).sum();
-                if !limits.fits(group.len(), group_rows, group_bytes, rows, bytes) {
-                    going = self
-                        .load_group(stream, std::mem::take(&mut group), summary, state, stop)
-                        .await?;
-                    (group_rows, group_bytes) = (0, 0);
-                    if !going {
-                        break; // never past a stopped batch; the next table
+                for (path, commit) in read {
+                    if commit.files.is_empty() || loaded.contains(&commit.batch_id.to_string()) {
+                        if commit.files.is_empty() {
+                            summary.empty += 1;
+                        } else {
+                            summary.already_loaded += 1;
+                        }
+                        state.newly_done.push(path);
+                        crate::metrics::batch_done(stream);
+                        continue;
                     }
+                    let rows = commit.rows();
+                    let bytes: u64 = commit.files.iter().map(|f| f.bytes).sum();
+                    if !limits.fits(group.len(), group_rows, group_bytes, rows, bytes) {
+                        going = self
+                            .load_group(stream, std::mem::take(&mut group), summary, state, stop)
+                            .await?;
+                        (group_rows, group_bytes) = (0, 0);
+                        if !going {
+                            break; // never past a stopped batch; the next table
+                        }
+                    }
+                    group.push((path, commit));
+                    group_rows += rows;
+                    group_bytes += bytes;
                 }
-                group.push((path, commit));
-                group_rows += rows;
-                group_bytes += bytes;
+                if !going {
+                    break;
+                }
             }
             if going && !group.is_empty() && !*stop.borrow() {
                 self.load_group(stream, group, summary, state, stop).await?;
             }
         }
         Ok(())
+    }
+
+    /// The commit record at `path`.
+    async fn read_commit(&self, path: &str) -> Result<BatchCommit, RedshiftError> {
+        let bytes = self
+            .lake
+            .get(path)
+            .await
+            .map_err(|e| RedshiftError::Lake(e.to_string()))?
+            .ok_or_else(|| RedshiftError::Lake(format!("{path} disappeared")))?;
+        serde_json::from_slice::<BatchCommit>(&bytes)
+            .map_err(|e| RedshiftError::Lake(format!("{path} is not a commit record: {e}")))
     }
 
     /// Loads `group` (consecutive pending batches of `table`, in batch-id order) in one

@@ -11,7 +11,8 @@ use std::time::Instant;
 pub fn register_tables(tables: &[String]) {
     for table in tables {
         metrics::gauge!("etl_redshift_batches_pending", "table" => table.clone()).set(0.0);
-        metrics::counter!("etl_redshift_batches_loaded_total", "table" => table.clone()).increment(0);
+        metrics::counter!("etl_redshift_batches_loaded_total", "table" => table.clone())
+            .increment(0);
         for kind in ["transient", "permanent"] {
             metrics::counter!("etl_redshift_load_failures_total", "table" => table.clone(), "kind" => kind)
                 .increment(0);
@@ -21,7 +22,8 @@ pub fn register_tables(tables: &[String]) {
 
 /// `n` batches of `table` were loaded (one transaction: a group of batches, or one).
 pub fn batches_loaded(table: &str, n: u64) {
-    metrics::counter!("etl_redshift_batches_loaded_total", "table" => table.to_string()).increment(n);
+    metrics::counter!("etl_redshift_batches_loaded_total", "table" => table.to_string())
+        .increment(n);
 }
 
 /// Runs one load attempt of a batch (or a group of batches) of `table`: records its duration when it succeeds, and a
