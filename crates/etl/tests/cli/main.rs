@@ -5,6 +5,7 @@
 mod aws_credentials;
 mod dashboards;
 mod third_stream;
+mod warehouse_ops;
 
 use std::path::Path;
 use std::process::{Command, Output};
