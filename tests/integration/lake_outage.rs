@@ -1,5 +1,6 @@
 //! An S3 outage while the consumer commits: every connection to the lake is dropped for 25 s
-//! (longer than the S3 client's own retries), through a loopback fault proxy in front of moto.
+//! (longer than the S3 client's own retries) and for 3 minutes, through a loopback fault proxy
+//! in front of moto.
 //! The consumer does not stop: its commits wait with backoff, recover the shard's log (a
 //! failed attempt may have created the record) and go on; afterwards every event is in the lake
 //! exactly once.
@@ -10,10 +11,18 @@ use etl_testbed::{create_stream, unique_name, FaultPlan, FaultProxy};
 use std::time::{Duration, Instant};
 
 const EVENTS: u64 = 30_000;
-const OUTAGE: Duration = Duration::from_secs(25);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_25_s_s3_outage_is_ridden_out_and_every_event_lands_once() -> TestResult {
+    s3_outage(Duration::from_secs(25)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_3_minute_s3_outage_is_ridden_out_and_every_event_lands_once() -> TestResult {
+    s3_outage(Duration::from_secs(180)).await
+}
+
+async fn s3_outage(outage: Duration) -> TestResult {
     let kinesalite = etl_testbed::kinesis().await?;
     let moto = etl_testbed::moto().await?;
     let client = kinesalite.client().await?;
@@ -44,7 +53,7 @@ async fn a_25_s_s3_outage_is_ridden_out_and_every_event_lands_once() -> TestResu
         drop_fraction: 1.0,
         ..FaultPlan::default()
     });
-    tokio::time::sleep(OUTAGE).await;
+    tokio::time::sleep(outage).await;
     let during = proxy.stats();
     proxy.set_plan(FaultPlan::default());
     assert!(

@@ -86,6 +86,16 @@ pub(crate) async fn world(
 }
 
 impl World {
+    /// Port of the Data API stand-in.
+    pub(crate) fn standin_port(&self) -> Result<u16, Failure> {
+        self._standin
+            .endpoint()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("stand-in port")
+    }
+
     pub(crate) fn loader(&self, settings: LoaderSettings) -> Result<Loader, Failure> {
         let streams = vec!["app_events".to_string(), "call_events".to_string()];
         Ok(Loader::new(
@@ -177,7 +187,7 @@ async fn assert_exactly_the_lake(world: &World, client: &Client) -> TestResult {
 }
 
 /// `loader` following in a task until the sender is used (or dropped).
-fn follow_in_background(
+pub(crate) fn follow_in_background(
     mut loader: Loader,
 ) -> (
     tokio::sync::oneshot::Sender<()>,

@@ -11,5 +11,6 @@ pub(crate) mod fixture;
 mod grouped;
 mod kinesis_e2e;
 pub(crate) mod loader_e2e;
+mod outage;
 mod pgwire;
 mod poison;
