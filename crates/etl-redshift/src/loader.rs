@@ -142,6 +142,8 @@ pub struct Loader {
     stopped: BTreeMap<String, (LoadFailure, Instant)>,
     /// Tables whose failure record this loader cleared (or found nothing to clear).
     cleared: BTreeSet<String>,
+    /// Starts the next pass of [`Loader::follow`] at once (see [`Loader::waker`]).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// What one pass changes in the loader's memory.
@@ -193,7 +195,16 @@ impl Loader {
             done: BTreeSet::new(),
             stopped: BTreeMap::new(),
             cleared: BTreeSet::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// A handle that starts [`Loader::follow`]'s next pass at once instead of after the
+    /// interval: a writer in the same process notifies it after each commit, so a batch is
+    /// loaded as soon as it is committed (a notification during a pass starts another pass
+    /// right after it).
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
     }
 
     /// Tables this loader stopped because a batch's data cannot load (see the module doc).
@@ -585,6 +596,7 @@ impl Loader {
                 biased;
                 _ = &mut stop => return Ok(total),
                 _ = tokio::time::sleep(self.settings.interval) => {}
+                _ = self.wake.notified() => {}
             }
         }
     }

@@ -207,6 +207,7 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
         ),
         false => None,
     };
+    let wake = loader.as_ref().map(|l| l.waker());
     let mut runs = Vec::new();
     let mut stops = Vec::new();
     for (stream, kinesis_stream) in streams {
@@ -224,6 +225,7 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
         .with_context(|| format!("opening Kinesis stream {kinesis_stream}"))?;
         stops.push(stop);
         let pipeline = pipeline.clone();
+        let wake = wake.clone();
         let span = tracing::info_span!(
             "stream",
             stream = stream.as_str(),
@@ -231,7 +233,13 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
         );
         runs.push(tokio::spawn(async move {
             let _gauges = crate::observe::kinesis_gauges(stream.as_str(), &committer);
-            let writer: Arc<dyn BatchWriter> = Arc::new(committer.clone());
+            let mut writer: Arc<dyn BatchWriter> = Arc::new(committer.clone());
+            if let Some(wake) = wake {
+                writer = Arc::new(crate::cmd_warehouse::WakeLoader {
+                    inner: writer,
+                    wake,
+                });
+            }
             let summary = pipeline
                 .ingest_with_writer(&stream, Box::new(source), None, writer)
                 .instrument(span)

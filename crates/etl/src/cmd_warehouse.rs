@@ -397,6 +397,26 @@ pub(crate) async fn run_loader(
     )
 }
 
+/// A batch writer that wakes the loader of the same process after each commit (`etl run
+/// --load`), so a committed batch is loaded at once rather than at the next interval.
+pub(crate) struct WakeLoader {
+    pub inner: Arc<dyn etl_pipeline::BatchWriter>,
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl etl_pipeline::BatchWriter for WakeLoader {
+    async fn write(
+        &self,
+        stream: &str,
+        batch: etl_pipeline::ProcessedBatch,
+    ) -> Result<etl_lake::BatchCommit, etl_pipeline::CommitError> {
+        let commit = self.inner.write(stream, batch).await?;
+        self.wake.notify_one();
+        Ok(commit)
+    }
+}
+
 /// Prints what the loader did and fails naming the tables a data failure stopped.
 pub(crate) fn report(loader: &Loader, summary: &etl_redshift::LoadSummary) -> Result<()> {
     println!(
