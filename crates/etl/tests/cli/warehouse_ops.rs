@@ -377,3 +377,112 @@ async fn grouped_loads_killed_ten_times_mid_transaction_load_every_event_once() 
     }
     Ok(())
 }
+
+/// Marks in `seen` the seconds (ticks) whose events are all in the warehouse, with how long
+/// after their put.
+async fn poll(
+    db: &etl_testbed::PgDatabase,
+    put_at: &[std::time::Instant],
+    seen: &mut [Option<f64>],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let rows = db
+        .client
+        .query(
+            "SELECT CAST(split_part(event_id, '-', 2) AS INTEGER), count(*) \
+             FROM analytics.app_events GROUP BY 1",
+            &[],
+        )
+        .await?;
+    for row in rows {
+        let (tick, n): (i32, i64) = (row.get(0), row.get(1));
+        let tick = tick as usize;
+        if n == 100 && tick < put_at.len() && seen[tick].is_none() {
+            seen[tick] = Some(put_at[tick].elapsed().as_secs_f64());
+        }
+    }
+    Ok(())
+}
+
+/// Freshness from the put on Kinesis to visible in Redshift (the stand-in) with `etl run
+/// --load` at default settings: 100 app events a second for 60 s on a 2-shard stream, each
+/// second's events stamped with their put time; a poller sees when each second is complete.
+/// Run: `cargo test --workspace --test cli -- --ignored --nocapture freshness_kinesis`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (~80 s), run by hand"]
+async fn freshness_kinesis_put_to_visible_with_run_load() -> TestResult {
+    use etl_aws::kinesis::primitives::Blob;
+    use etl_aws::kinesis::types::PutRecordsRequestEntry;
+    const PER_TICK: usize = 100;
+    const TICKS: usize = 60;
+    let bed = bed("cli-fresh", "").await?;
+    let kinesalite = etl_testbed::kinesis().await?;
+    let kinesis = kinesalite.client().await?;
+    let app = etl_testbed::unique_name("fresh-app");
+    etl_testbed::create_stream(&kinesis, &app, 2).await?;
+    bed.ok(&["warehouse", "migrate"]).await?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etl"))
+        .current_dir(bed.tmp.path())
+        .args(["--dir", bed.tmp.path().to_str().ok_or("utf-8")?])
+        .args(["--config", &bed.config, "run", "--load"])
+        .args(["--redshift-endpoint-url", bed.standin.endpoint()])
+        .args(["--aws-endpoint-url", kinesalite.endpoint()])
+        .args(["--stream", &format!("app_events={app}")])
+        .args(["--metrics-listen", "off"])
+        .env_remove("ETL_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let started = std::time::Instant::now();
+    let mut put_at = Vec::new();
+    let mut seen = vec![None; TICKS];
+    for tick in 0..TICKS {
+        let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let entries = (0..PER_TICK)
+            .map(|i| {
+                let event = format!(
+                    "{{\"event_id\":\"f-{tick}-{i}\",\"event_type\":\"message_sent\",\
+                     \"occurred_at\":\"{stamp}\",\"user_id\":\"u-{i}\",\"account_id\":\"acc-1\",\
+                     \"platform\":\"ios\",\"properties\":{{}}}}"
+                );
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(event.into_bytes()))
+                    .partition_key(format!("k{i}"))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        put_at.push(std::time::Instant::now());
+        let out = kinesis
+            .put_records()
+            .stream_name(&app)
+            .set_records(Some(entries))
+            .send()
+            .await?;
+        assert_eq!(out.failed_record_count(), Some(0));
+        while started.elapsed() < Duration::from_secs(tick as u64 + 1) {
+            poll(&bed.db, &put_at, &mut seen).await?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen.iter().any(Option::is_none) && std::time::Instant::now() < deadline {
+        poll(&bed.db, &put_at, &mut seen).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill()?;
+    let _ = child.wait()?;
+    let mut latencies: Vec<f64> = seen
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or("a second never became visible")?;
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    eprintln!(
+        "freshness put on Kinesis -> visible in Redshift (etl run --load, defaults, {PER_TICK} events/s, {TICKS} s): p50 {:.1} s, p95 {:.1} s, max {:.1} s",
+        pct(0.5),
+        pct(0.95),
+        pct(1.0)
+    );
+    Ok(())
+}
