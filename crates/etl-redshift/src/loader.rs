@@ -129,6 +129,17 @@ pub struct LoadSummary {
     pub stopped: u64,
 }
 
+impl std::ops::AddAssign for LoadSummary {
+    fn add_assign(&mut self, other: LoadSummary) {
+        self.loaded += other.loaded;
+        self.already_loaded += other.already_loaded;
+        self.empty += other.empty;
+        self.rows += other.rows;
+        self.retries += other.retries;
+        self.stopped += other.stopped;
+    }
+}
+
 /// Loads the committed batches of a lake into the warehouse.
 pub struct Loader {
     warehouse: Arc<dyn LoadTarget>,

@@ -299,13 +299,7 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
         let (mut loader, summary) = task.await.context("loader task")?;
         let mut summary = summary?;
         if failed.is_none() && !signalled.load(std::sync::atomic::Ordering::SeqCst) {
-            let last = loader.load_pending().await?;
-            summary.loaded += last.loaded;
-            summary.rows += last.rows;
-            summary.already_loaded += last.already_loaded;
-            summary.empty += last.empty;
-            summary.retries += last.retries;
-            summary.stopped += last.stopped;
+            summary += loader.load_pending().await?;
         }
         if let Err(e) = crate::cmd_warehouse::report(&loader, &summary) {
             failed.get_or_insert(e);
