@@ -9,6 +9,7 @@
 use crate::error::RedshiftError;
 use crate::ident::{qualified, Ident};
 use etl_schema::StreamSchema;
+use etl_warehouse::LoadRequest;
 use etl_warehouse::ViewDef;
 
 /// Name of the load-ledger table (one row per loaded lake batch and table).
@@ -171,6 +172,41 @@ impl TableDef {
                 })
             })
             .collect()
+    }
+}
+
+impl TableDef {
+    /// The table as a load of `request` sees it: its columns are the request's file columns in
+    /// file order (COPY maps Parquet columns by position) when the request names them and they
+    /// differ from the table's; a column the table does not know means a newer version wrote
+    /// the batch.
+    pub fn for_request(&self, request: &LoadRequest) -> Result<TableDef, RedshiftError> {
+        if request.columns.is_empty() || request.columns == self.column_names() {
+            return Ok(self.clone());
+        }
+        let unknown: Vec<&str> = request
+            .columns
+            .iter()
+            .filter(|c| !self.has(c))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(RedshiftError::NewerBatch {
+                table: self.name.as_str().to_string(),
+                batch_id: request.batch_id.clone(),
+                columns: unknown.join(", "),
+            });
+        }
+        let columns = request
+            .columns
+            .iter()
+            .filter_map(|c| self.columns.iter().find(|(n, _, _)| n.as_str() == c))
+            .cloned()
+            .collect();
+        Ok(TableDef {
+            name: self.name.clone(),
+            columns,
+        })
     }
 }
 

@@ -245,6 +245,7 @@ mod tests {
                 })
                 .collect(),
             batches: Vec::new(),
+            columns: Vec::new(),
         }
     }
 

@@ -155,6 +155,8 @@ pub struct Loader {
     cleared: BTreeSet<String>,
     /// Starts the next pass of [`Loader::follow`] at once (see [`Loader::waker`]).
     wake: Arc<tokio::sync::Notify>,
+    /// Whether [`LoadTarget::prepare`] ran (once, before the first pass).
+    prepared: bool,
 }
 
 /// What one pass changes in the loader's memory.
@@ -207,6 +209,7 @@ impl Loader {
             stopped: BTreeMap::new(),
             cleared: BTreeSet::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
+            prepared: false,
         })
     }
 
@@ -221,6 +224,29 @@ impl Loader {
     /// Tables this loader stopped because a batch's data cannot load (see the module doc).
     pub fn stopped_tables(&self) -> Vec<LoadFailure> {
         self.stopped.values().map(|(f, _)| f.clone()).collect()
+    }
+
+    /// Runs [`LoadTarget::prepare`] once (adds the columns the schemas gained), retrying while
+    /// the warehouse is unavailable.
+    async fn prepare(
+        &mut self,
+        stop: &watch::Receiver<bool>,
+        retries: &mut u64,
+    ) -> Result<(), RedshiftError> {
+        if self.prepared {
+            return Ok(());
+        }
+        let (warehouse, streams) = (&self.warehouse, &self.streams);
+        Self::retry(
+            &self.settings,
+            stop,
+            "adding the schemas' new columns",
+            retries,
+            || async move { Ok(warehouse.prepare(streams).await?) },
+        )
+        .await?;
+        self.prepared = true;
+        Ok(())
     }
 
     /// Applies what a pass learnt.
@@ -330,6 +356,7 @@ impl Loader {
                 })
                 .collect(),
             batches: Vec::new(),
+            columns: Vec::new(),
         }
     }
 
@@ -340,6 +367,7 @@ impl Loader {
         let mut summary = LoadSummary::default();
         let mut state = PassState::default();
         let (_never, stop) = watch::channel(false);
+        self.prepare(&stop, &mut summary.retries).await?;
         let result = self.pass(&mut summary, &mut state, &stop, true).await;
         self.remember(state);
         if summary.loaded > 0 || summary.retries > 0 {
@@ -400,6 +428,7 @@ impl Loader {
             .await?;
             let limits = self.settings.group;
             let mut group: Vec<(String, BatchCommit)> = Vec::new();
+            let mut group_columns: Vec<String> = Vec::new();
             let (mut group_rows, mut group_bytes) = (0_u64, 0_u64);
             let mut going = true;
             for chunk in new.chunks(READ_AHEAD) {
@@ -424,7 +453,7 @@ impl Loader {
                     summary.retries += retries;
                     read.push((path, commit?));
                 }
-                for (path, commit) in read {
+                for (path, (commit, columns)) in read {
                     if commit.files.is_empty() || loaded.contains(&commit.batch_id.to_string()) {
                         if commit.files.is_empty() {
                             summary.empty += 1;
@@ -437,15 +466,29 @@ impl Loader {
                     }
                     let rows = commit.rows();
                     let bytes: u64 = commit.files.iter().map(|f| f.bytes).sum();
-                    if !limits.fits(group.len(), group_rows, group_bytes, rows, bytes) {
-                        going = self
-                            .load_group(stream, std::mem::take(&mut group), summary, state, stop)
-                            .await?;
+                    // A group's batches share their columns (an older batch may lack new ones).
+                    let same_columns = group_columns == columns;
+                    if !same_columns
+                        || !limits.fits(group.len(), group_rows, group_bytes, rows, bytes)
+                    {
+                        if !group.is_empty() {
+                            going = self
+                                .load_group(
+                                    stream,
+                                    std::mem::take(&mut group),
+                                    &group_columns,
+                                    summary,
+                                    state,
+                                    stop,
+                                )
+                                .await?;
+                        }
                         (group_rows, group_bytes) = (0, 0);
                         if !going {
                             break; // never past a stopped batch; the next table
                         }
                     }
+                    group_columns = columns;
                     group.push((path, commit));
                     group_rows += rows;
                     group_bytes += bytes;
@@ -455,22 +498,33 @@ impl Loader {
                 }
             }
             if going && !group.is_empty() && !*stop.borrow() {
-                self.load_group(stream, group, summary, state, stop).await?;
+                self.load_group(stream, group, &group_columns, summary, state, stop)
+                    .await?;
             }
         }
         Ok(())
     }
 
-    /// The commit record at `path`.
-    async fn read_commit(&self, path: &str) -> Result<BatchCommit, RedshiftError> {
+    /// The commit record at `path`, and the columns of its files (read from the first file's
+    /// Parquet footer; empty without files).
+    async fn read_commit(&self, path: &str) -> Result<(BatchCommit, Vec<String>), RedshiftError> {
         let bytes = self
             .lake
             .get(path)
             .await
             .map_err(|e| RedshiftError::Lake(e.to_string()))?
             .ok_or_else(|| RedshiftError::Lake(format!("{path} disappeared")))?;
-        serde_json::from_slice::<BatchCommit>(&bytes)
-            .map_err(|e| RedshiftError::Lake(format!("{path} is not a commit record: {e}")))
+        let commit = serde_json::from_slice::<BatchCommit>(&bytes)
+            .map_err(|e| RedshiftError::Lake(format!("{path} is not a commit record: {e}")))?;
+        let columns = match commit.files.first() {
+            Some(file) => self
+                .lake
+                .parquet_columns(&file.path, file.bytes)
+                .await
+                .map_err(|e| RedshiftError::Lake(e.to_string()))?,
+            None => Vec::new(),
+        };
+        Ok((commit, columns))
     }
 
     /// Loads `group` (consecutive pending batches of `table`, in batch-id order) in one
@@ -481,13 +535,15 @@ impl Loader {
         &self,
         table: &str,
         group: Vec<(String, BatchCommit)>,
+        columns: &[String],
         summary: &mut LoadSummary,
         state: &mut PassState,
         stop: &watch::Receiver<bool>,
     ) -> Result<bool, RedshiftError> {
         let mut queue = vec![group];
         while let Some(group) = queue.pop() {
-            let request = self.group_request(table, &group);
+            let mut request = self.group_request(table, &group);
+            request.columns = columns.to_vec();
             let outcome = Self::retry(
                 &self.settings,
                 stop,
@@ -582,7 +638,10 @@ impl Loader {
         loop {
             let mut state = PassState::default();
             let result = {
-                let pass = self.pass(&mut total, &mut state, &stop_rx, false);
+                let pass = async {
+                    self.prepare(&stop_rx, &mut total.retries).await?;
+                    self.pass(&mut total, &mut state, &stop_rx, false).await
+                };
                 tokio::pin!(pass);
                 loop {
                     tokio::select! {

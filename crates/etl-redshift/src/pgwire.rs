@@ -250,7 +250,7 @@ impl PgWireWarehouse {
 
     /// Loads one committed lake batch exactly once, as one transaction.
     pub async fn load_batch(&self, request: &LoadRequest) -> Result<LoadOutcome, RedshiftError> {
-        let table = self.table(&request.table)?;
+        let table = &self.table(&request.table)?.for_request(request)?;
         let ledger = format!("{}.\"{LEDGER_TABLE}\"", self.schema);
         let check = format!(
             "SELECT COUNT(*) FROM {ledger} WHERE \"table_name\" = $1 AND \"batch_id\" = ANY($2)"

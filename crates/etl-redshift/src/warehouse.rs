@@ -164,26 +164,7 @@ impl RedshiftDataWarehouse {
         let mut alters = Vec::new();
         let mut widenings = Vec::new();
         for def in &defs {
-            let id = self
-                .api
-                .execute(
-                    COLUMNS_QUERY,
-                    &[
-                        ("schema", self.schema.as_str()),
-                        ("table", def.name.as_str()),
-                    ],
-                )
-                .await?;
-            let existing: Vec<String> = self.api.fetch(&id).await?.first_column_strings();
-            let missing = def.missing_columns(&existing)?;
-            if !missing.is_empty() {
-                tracing::info!(
-                    table = def.name.as_str(),
-                    added = missing.len(),
-                    "adding columns"
-                );
-            }
-            alters.extend(def.add_column_sqls(&self.schema, &missing));
+            alters.extend(self.add_column_sqls(def, true).await?);
             let id = self
                 .api
                 .execute(
@@ -248,6 +229,60 @@ impl RedshiftDataWarehouse {
         Ok(())
     }
 
+    /// `ALTER TABLE … ADD COLUMN` for the columns of `def` the warehouse table lacks (none if
+    /// the table does not exist). With `strict`, a column the table has and the schema does
+    /// not is an error ([`RedshiftError::ColumnMismatch`]); without, it is left alone (a newer
+    /// version added it).
+    async fn add_column_sqls(
+        &self,
+        def: &TableDef,
+        strict: bool,
+    ) -> Result<Vec<String>, RedshiftError> {
+        let id = self
+            .api
+            .execute(
+                COLUMNS_QUERY,
+                &[
+                    ("schema", self.schema.as_str()),
+                    ("table", def.name.as_str()),
+                ],
+            )
+            .await?;
+        let existing: Vec<String> = self.api.fetch(&id).await?.first_column_strings();
+        if existing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let missing = if strict {
+            def.missing_columns(&existing)?
+        } else {
+            def.columns
+                .iter()
+                .filter(|(n, _, _)| !existing.iter().any(|e| e == n.as_str()))
+                .collect()
+        };
+        if !missing.is_empty() {
+            tracing::info!(
+                table = def.name.as_str(),
+                added = missing.len(),
+                "adding columns"
+            );
+        }
+        Ok(def.add_column_sqls(&self.schema, &missing))
+    }
+
+    /// Adds the columns the current schemas of `tables` have and their warehouse tables lack
+    /// (what `migrate` does first, without touching views): run by the loader before it loads,
+    /// so a batch carrying a new column never waits for a separate migrate.
+    pub async fn add_new_columns(&self, tables: &[String]) -> Result<(), RedshiftError> {
+        for name in tables {
+            let def = self.table(name)?;
+            for sql in self.add_column_sqls(&def, false).await? {
+                self.api.execute(&sql, &[]).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `batch_id` of `table` is in the load ledger.
     pub async fn is_loaded(&self, table: &str, batch_id: &str) -> Result<bool, RedshiftError> {
         let id = self
@@ -284,7 +319,7 @@ impl RedshiftDataWarehouse {
     /// Loads one committed lake batch (or a group of them) exactly once (see the crate doc). Retries the whole
     /// transaction with backoff on failure; never skips: the last error is returned.
     pub async fn load_batch(&self, request: &LoadRequest) -> Result<LoadOutcome, RedshiftError> {
-        let table = self.table(&request.table)?;
+        let table = self.table(&request.table)?.for_request(request)?;
         if self.all_loaded(request).await? {
             tracing::info!(table = %request.table, batch = %request.batch_id, "batch already loaded; nothing to do");
             return Ok(LoadOutcome::AlreadyLoaded);
@@ -476,6 +511,12 @@ impl LoadTarget for RedshiftDataWarehouse {
         self.recorded_failures()
             .await
             .map_err(|e| to_warehouse("reading the load failures", e))
+    }
+
+    async fn prepare(&self, tables: &[String]) -> etl_warehouse::Result<()> {
+        self.add_new_columns(tables)
+            .await
+            .map_err(|e| to_warehouse("adding the schemas' new columns", e))
     }
 }
 

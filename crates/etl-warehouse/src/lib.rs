@@ -69,6 +69,13 @@ pub trait LoadTarget: Send + Sync {
 
     /// The recorded failures, one per stopped table.
     async fn failures(&self) -> Result<Vec<LoadFailure>>;
+
+    /// Called once before a loader's first pass: e.g. adds the columns `tables` gained in the
+    /// current schemas, so that batches carrying them can load. Default: nothing.
+    async fn prepare(&self, tables: &[String]) -> Result<()> {
+        let _ = tables;
+        Ok(())
+    }
 }
 
 /// What [`LoadTarget::load_batch`] did.
@@ -108,6 +115,12 @@ pub struct LoadRequest {
     /// load (then `batch_id` is the batch): use [`LoadRequest::ledger_rows`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batches: Vec<LoadBatch>,
+    /// The columns of the files, in file order, when known (every file of a load has the same
+    /// columns); empty: the table's columns under the current schema. A batch written before
+    /// the schema gained a column lacks it (COPY maps Parquet columns by position, so the
+    /// warehouse loads such a batch with its own column list).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
 }
 
 /// One pipeline batch of a grouped [`LoadRequest`]: its load-ledger row.
@@ -149,6 +162,7 @@ impl LoadRequest {
             batch_id,
             files,
             batches: rows,
+            columns: Vec::new(),
         }
     }
 

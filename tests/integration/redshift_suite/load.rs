@@ -41,6 +41,7 @@ async fn upload_fixture(
         batch_id: batch_id.into(),
         files: Vec::new(),
         batches: Vec::new(),
+        columns: Vec::new(),
     };
     for path in files {
         let key = format!(

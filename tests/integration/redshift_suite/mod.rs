@@ -5,6 +5,7 @@ pub(crate) mod data_api;
 mod load;
 pub(crate) mod views;
 
+mod evolution;
 /// The hand-made fixture of `queries/views/fixtures` as Parquet (shared with etl-warehouse's tests).
 #[path = "../../../crates/etl-warehouse/tests/support/mod.rs"]
 pub(crate) mod fixture;
