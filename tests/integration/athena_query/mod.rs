@@ -370,3 +370,26 @@ async fn results_over_1000_rows_are_read_page_by_page_with_the_header_only_on_th
     assert_eq!(words.value(2344), "w2344");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_failed_query_is_reported_with_athenas_reason() -> TestResult {
+    let moto = etl_testbed::moto().await?;
+    let _guard = moto.athena_lock().await;
+    let (_, workgroup, bucket) = setup(moto).await?;
+    let reason = "SYNTAX_ERROR: line 1:8: Column 'nope' cannot be resolved";
+    let proxy = paging_proxy::PagingProxy::failing(moto.port(), reason).await?;
+    let clients = etl_aws::AwsClients::load(&etl_testbed::settings_for(&proxy.endpoint)).await?;
+    let engine = AthenaEngine::new(clients.athena(), settings(&workgroup, &bucket))?;
+    let err = engine
+        .run("SELECT nope FROM call_events", &[], std::future::pending())
+        .await
+        .err()
+        .context("a failed query")?;
+    let QueryError::Failed { reason: got, .. } = &err else {
+        return Err(crate::Failure(format!("expected Failed, got {err}")));
+    };
+    assert!(got.starts_with(reason), "{got}");
+    assert!(got.contains("error category 2, type 1006"), "{got}");
+    assert!(err.to_string().contains("FAILED: SYNTAX_ERROR"), "{err}");
+    Ok(())
+}

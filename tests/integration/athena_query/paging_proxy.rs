@@ -4,7 +4,9 @@
 //! top of the first page. The proxy forwards every request to moto unchanged and, for
 //! `AmazonAthena.GetQueryResults`, cuts moto's full answer to the page the request names
 //! (`NextToken` = row offset, as text) and adds `NextToken` when more rows follow. Nothing else is
-//! changed: states, statistics and errors are moto's.
+//! changed: states, statistics and errors are moto's — except with [`PagingProxy::failing`],
+//! which also rewrites every `GetQueryExecution` answer to the `FAILED` state with a
+//! `StateChangeReason` and an `AthenaError`, the one outcome moto cannot produce (it runs no SQL).
 //!
 //! One request per connection (`Connection: close`), like the test bed's fault proxy.
 
@@ -31,15 +33,28 @@ impl Drop for PagingProxy {
 impl PagingProxy {
     /// Starts a proxy to moto on `upstream_port`.
     pub async fn start(upstream_port: u16) -> std::io::Result<PagingProxy> {
+        Self::start_with(upstream_port, None).await
+    }
+
+    /// A proxy whose queries all fail with `reason` (see the module doc).
+    pub async fn failing(upstream_port: u16, reason: &str) -> std::io::Result<PagingProxy> {
+        Self::start_with(upstream_port, Some(reason.to_string())).await
+    }
+
+    async fn start_with(upstream_port: u16, fail: Option<String>) -> std::io::Result<PagingProxy> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let endpoint = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
         let pages = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&pages);
+        let failure = fail;
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let counter = Arc::clone(&counter);
+                let failure = failure.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = exchange(client, upstream_port, &counter).await {
+                    if let Err(e) =
+                        exchange(client, upstream_port, &counter, failure.as_deref()).await
+                    {
                         eprintln!("paging proxy: {e}");
                     }
                 });
@@ -117,8 +132,15 @@ async fn exchange(
     mut client: TcpStream,
     upstream_port: u16,
     pages: &AtomicU64,
+    fail: Option<&str>,
 ) -> Result<(), String> {
     let (lines, body) = read_message(&mut client, false).await?;
+    let target = |op: &str| {
+        lines
+            .iter()
+            .any(|l| l.to_ascii_lowercase().starts_with("x-amz-target:") && l.ends_with(op))
+    };
+    let is_status = target("AmazonAthena.GetQueryExecution");
     let is_page = lines.iter().any(|l| {
         l.to_ascii_lowercase().starts_with("x-amz-target:")
             && l.ends_with("AmazonAthena.GetQueryResults")
@@ -159,6 +181,16 @@ async fn exchange(
         if end < rows.len() {
             full["NextToken"] = serde_json::Value::String(end.to_string());
         }
+        answer = serde_json::to_vec(&full).map_err(|e| e.to_string())?;
+    }
+    if let (true, true, Some(reason)) = (is_status, ok, fail) {
+        let mut full: serde_json::Value =
+            serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
+        let status = &mut full["QueryExecution"]["Status"];
+        status["State"] = "FAILED".into();
+        status["StateChangeReason"] = reason.into();
+        status["AthenaError"] =
+            serde_json::json!({"ErrorCategory": 2, "ErrorType": 1006, "Retryable": false});
         answer = serde_json::to_vec(&full).map_err(|e| e.to_string())?;
     }
     let head = format!(

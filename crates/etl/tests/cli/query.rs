@@ -181,6 +181,7 @@ fn params_formats_and_the_bare_sql_form_work_and_mistakes_are_named() -> TestRes
 #[tokio::test]
 async fn an_s3_lake_is_queried_locally_and_on_athena_with_projected_glue_tables() -> TestResult {
     let moto = etl_testbed::moto().await?;
+    let _athena = moto.athena_lock().await;
     let clients = moto.clients().await?;
     let bucket = etl_testbed::unique_name("cli-query");
     clients.s3().create_bucket().bucket(&bucket).send().await?;
@@ -315,5 +316,102 @@ async fn an_s3_lake_is_queried_locally_and_on_athena_with_projected_glue_tables(
         "{}",
         text(&out.stdout)
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_a_running_athena_query() -> TestResult {
+    let moto = etl_testbed::moto().await?;
+    let _athena = moto.athena_lock().await;
+    let clients = moto.clients().await?;
+    let workgroup = etl_testbed::unique_ident("wg");
+    clients
+        .athena()
+        .create_work_group()
+        .name(&workgroup)
+        .send()
+        .await?;
+    let tmp = tempfile::tempdir()?;
+    let config = tmp.path().join("etl.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[athena]\nworkgroup = \"{workgroup}\"\ndatabase = \"analytics\"\npoll_initial_ms = 20\npoll_max_ms = 100\n\n{}",
+            toml::to_string(&std::collections::BTreeMap::from([("aws", moto.settings())]))?
+        ),
+    )?;
+    // The query stays QUEUED until stopped.
+    moto.set_state_transition(
+        "athena::execution",
+        serde_json::json!({"progression": "manual", "times": 1_000_000}),
+    )
+    .await?;
+    let outcome = async {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
+            .current_dir(tmp.path())
+            .arg("--dir")
+            .arg(tmp.path())
+            .arg("--config")
+            .arg(&config)
+            .args([
+                "query",
+                "--engine",
+                "athena",
+                "SELECT count(*) FROM call_events",
+            ])
+            .env_remove("ETL_CONFIG")
+            .env_remove("ETL_DIR")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        // Wait until the query runs on "Athena", then Ctrl-C.
+        let mut id = None;
+        for _ in 0..200 {
+            let listed = clients
+                .athena()
+                .list_query_executions()
+                .work_group(&workgroup)
+                .send()
+                .await?;
+            if let Some(first) = listed.query_execution_ids().first() {
+                id = Some(first.clone());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let id = id.ok_or("the query never started")?;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let kill = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()?;
+        assert!(kill.success());
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+        Ok::<_, Box<dyn std::error::Error>>((id, out))
+    }
+    .await;
+    moto.set_state_transition(
+        "athena::execution",
+        serde_json::json!({"progression": "immediate"}),
+    )
+    .await?;
+    let (id, out) = outcome?;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "a stopped query is a failure");
+    assert!(
+        stderr.contains("CANCELLED") && stderr.contains("StopQueryExecution"),
+        "{stderr}"
+    );
+    let state = clients
+        .athena()
+        .get_query_execution()
+        .query_execution_id(&id)
+        .send()
+        .await?;
+    let state = state
+        .query_execution()
+        .and_then(|e| e.status())
+        .and_then(|s| s.state())
+        .map(|s| s.as_str().to_string());
+    assert_eq!(state.as_deref(), Some("CANCELLED"));
     Ok(())
 }
