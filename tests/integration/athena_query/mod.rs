@@ -393,3 +393,52 @@ async fn a_failed_query_is_reported_with_athenas_reason() -> TestResult {
     assert!(err.to_string().contains("FAILED: SYNTAX_ERROR"), "{err}");
     Ok(())
 }
+
+/// `[athena] partition_projection` turned on for a lake whose Glue tables already exist: the next
+/// sync writes the projection parameters although the schema did not change, and a sync after
+/// that changes nothing.
+#[tokio::test]
+async fn projection_reaches_tables_created_before_it_was_on() -> TestResult {
+    use etl_lake::catalog::{Catalog, TableChange};
+    let moto = etl_testbed::moto().await?;
+    let glue = moto.clients().await?.glue();
+    let database = etl_testbed::unique_ident("proj");
+    let schemas = etl_schema::embedded().context("schemas")?;
+    let calls = schemas
+        .iter()
+        .find(|s| s.stream == "call_events")
+        .context("call_events schema")?;
+    let lake = "s3://lake-bucket/events";
+    let plain = etl_glue::GlueCatalog::new(glue.clone(), &database, lake);
+    assert_eq!(plain.sync_table(calls).await?, TableChange::Created);
+    let projected = etl_glue::GlueCatalog::new(glue.clone(), &database, lake).with_projection(
+        etl_glue::Projection {
+            dt_start: "2024-01-01".into(),
+        },
+    );
+    assert_eq!(
+        projected.sync_table(calls).await?,
+        TableChange::Extended(Vec::new())
+    );
+    assert_eq!(projected.sync_table(calls).await?, TableChange::Unchanged);
+    let table = glue
+        .get_table()
+        .database_name(&database)
+        .name("call_events")
+        .send()
+        .await
+        .context("GetTable")?;
+    let params = table
+        .table()
+        .and_then(|t| t.parameters())
+        .context("table parameters")?;
+    assert_eq!(
+        params.get("storage.location.template").map(String::as_str),
+        Some("s3://lake-bucket/events/call_events/dt=${dt}/hour=${hour}/")
+    );
+    assert_eq!(
+        params.get("projection.hour.digits").map(String::as_str),
+        Some("2")
+    );
+    Ok(())
+}
