@@ -43,6 +43,9 @@ pub enum QueryError {
         /// What is wrong.
         message: String,
     },
+    /// A query file or folder could not be read.
+    #[error("{0}")]
+    File(String),
     /// A `--param` or `{{placeholder}}` problem.
     #[error("{0}")]
     Params(String),

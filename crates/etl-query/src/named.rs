@@ -26,7 +26,7 @@ pub struct QueryFile {
 /// Reads `<dir>/*.sql`, sorted by name.
 pub fn load_dir(dir: &Path) -> Result<Vec<QueryFile>, QueryError> {
     let read_err = |e: std::io::Error| {
-        QueryError::Params(format!("cannot read query folder {}: {e}", dir.display()))
+        QueryError::File(format!("cannot read query folder {}: {e}", dir.display()))
     };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(read_err)? {
@@ -41,9 +41,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<QueryFile>, QueryError> {
 
 /// Reads one query file.
 pub fn load_file(path: &Path) -> Result<QueryFile, QueryError> {
-    let sql = std::fs::read_to_string(path).map_err(|e| {
-        QueryError::Params(format!("cannot read query file {}: {e}", path.display()))
-    })?;
+    let sql = std::fs::read_to_string(path)
+        .map_err(|e| QueryError::File(format!("cannot read query file {}: {e}", path.display())))?;
     let name = path
         .file_stem()
         .and_then(|s| s.to_str())

@@ -124,11 +124,12 @@ mod tests {
             ],
         )
         .unwrap();
-        let csv = render(&schema, &[batch.clone()], Format::Csv).unwrap();
+        let csv = render(&schema, std::slice::from_ref(&batch), Format::Csv).unwrap();
         assert_eq!(csv, "n,x,s\n1,2.5,\"a,b\"\n,0.0,\n");
-        let json: serde_json::Value =
-            serde_json::from_str(&render(&schema, &[batch.clone()], Format::Json).unwrap())
-                .unwrap();
+        let json: serde_json::Value = serde_json::from_str(
+            &render(&schema, std::slice::from_ref(&batch), Format::Json).unwrap(),
+        )
+        .unwrap();
         assert_eq!(
             json,
             serde_json::json!([{"n": 1, "x": 2.5, "s": "a,b"}, {"n": null, "x": 0.0, "s": null}])
