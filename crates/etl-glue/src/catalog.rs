@@ -180,15 +180,21 @@ impl Catalog for GlueCatalog {
             source,
         })?;
         if old == *schema {
-            // Same schema: only an older table without (current) projection parameters is
-            // updated, so turning projection on reaches tables created before.
-            let stale = self.projection.as_ref().is_some_and(|p| {
-                let have = existing.parameters();
-                let location = crate::table::table_location(&self.lake_location, table);
-                crate::table::projection_parameters(p, &location)
-                    .iter()
-                    .any(|(k, v)| have.and_then(|h| h.get(k)) != Some(v))
-            });
+            // Same schema: only a table whose projection parameters differ from this
+            // catalog's is updated, so turning projection on (or off: e.g. before compacting,
+            // docs/compaction.md) reaches tables created before.
+            let have = existing.parameters();
+            let stale = match self.projection.as_ref() {
+                Some(p) => {
+                    let location = crate::table::table_location(&self.lake_location, table);
+                    crate::table::projection_parameters(p, &location)
+                        .iter()
+                        .any(|(k, v)| have.and_then(|h| h.get(k)) != Some(v))
+                }
+                None => have
+                    .and_then(|h| h.get("projection.enabled"))
+                    .is_some_and(|v| v == "true"),
+            };
             if !stale {
                 return Ok(TableChange::Unchanged);
             }
@@ -199,7 +205,7 @@ impl Catalog for GlueCatalog {
                 .send()
                 .await
                 .map_err(|e| backend(format!("UpdateTable {}.{table}", self.database), &e))?;
-            tracing::info!(database = %self.database, table, "Glue table: partition projection parameters written");
+            tracing::info!(database = %self.database, table, projection = self.projection.is_some(), "Glue table: partition projection parameters updated");
             return Ok(TableChange::Extended(Vec::new()));
         }
         self.client

@@ -396,7 +396,7 @@ async fn a_failed_query_is_reported_with_athenas_reason() -> TestResult {
 
 /// `[athena] partition_projection` turned on for a lake whose Glue tables already exist: the next
 /// sync writes the projection parameters although the schema did not change, and a sync after
-/// that changes nothing.
+/// that changes nothing; turned off, the next sync removes them.
 #[tokio::test]
 async fn projection_reaches_tables_created_before_it_was_on() -> TestResult {
     use etl_lake::catalog::{Catalog, TableChange};
@@ -440,5 +440,23 @@ async fn projection_reaches_tables_created_before_it_was_on() -> TestResult {
         params.get("projection.hour.digits").map(String::as_str),
         Some("2")
     );
+    // Turned off again (what a compacted lake needs): the next sync removes the projection.
+    assert_eq!(
+        plain.sync_table(calls).await?,
+        TableChange::Extended(Vec::new())
+    );
+    assert_eq!(plain.sync_table(calls).await?, TableChange::Unchanged);
+    let table = glue
+        .get_table()
+        .database_name(&database)
+        .name("call_events")
+        .send()
+        .await
+        .context("GetTable")?;
+    let enabled = table
+        .table()
+        .and_then(|t| t.parameters())
+        .and_then(|p| p.get("projection.enabled").cloned());
+    assert_ne!(enabled.as_deref(), Some("true"), "projection is off");
     Ok(())
 }

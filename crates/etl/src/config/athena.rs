@@ -16,7 +16,7 @@ use std::time::Duration;
 /// poll_max_ms = 5000
 /// page_rows = 1000
 /// timeout_secs = 0                               # 0 = wait as long as the query runs
-/// partition_projection = true
+/// partition_projection = false
 /// projection_dt_start = "2024-01-01"
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -58,8 +58,11 @@ pub struct AthenaConfig {
     /// extends (`projection.enabled`, `projection.dt.*`, `projection.hour.*`,
     /// `storage.location.template`; see docs/query.md), so Athena finds new hours without
     /// partition registration. Athena then ignores registered partitions (Redshift Spectrum
-    /// still uses them; they are still registered). Default: `true`.
-    #[serde(default = "default_true")]
+    /// still uses them; they are still registered) and so cannot see compacted partitions:
+    /// `etl compact` refuses projected tables (docs/compaction.md). Default: `false` — `etl`
+    /// registers every partition in Glue as it writes it, so Athena finds new hours without
+    /// projection too, and compaction works.
+    #[serde(default)]
     pub partition_projection: bool,
     /// First day (`YYYY-MM-DD`, UTC) of the projected `dt` range, which runs to `NOW`.
     /// Default: [`DEFAULT_PROJECTION_DT_START`].
@@ -90,9 +93,6 @@ fn default_poll_max_ms() -> u64 {
 fn default_page_rows() -> i32 {
     DEFAULT_PAGE_ROWS
 }
-fn default_true() -> bool {
-    true
-}
 fn default_projection_dt_start() -> String {
     DEFAULT_PROJECTION_DT_START.into()
 }
@@ -108,7 +108,7 @@ impl Default for AthenaConfig {
             poll_max_ms: default_poll_max_ms(),
             page_rows: default_page_rows(),
             timeout_secs: 0,
-            partition_projection: true,
+            partition_projection: false,
             projection_dt_start: default_projection_dt_start(),
         }
     }

@@ -200,7 +200,7 @@ async fn an_s3_lake_is_queried_locally_and_on_athena_with_projected_glue_tables(
         format!(
             "[lake]\nlocation = \"s3://{bucket}/events\"\nglue_database = \"{database}\"\n\n\
              [athena]\nworkgroup = \"{workgroup}\"\noutput_location = \"s3://{bucket}/athena-results/\"\n\
-             poll_initial_ms = 5\npoll_max_ms = 50\n\n{}",
+             poll_initial_ms = 5\npoll_max_ms = 50\npartition_projection = true\n\n{}",
             toml::to_string(&std::collections::BTreeMap::from([("aws", moto.settings())]))?
         ),
     )?;
