@@ -27,7 +27,7 @@ mod writer;
 pub use config::PipelineOptions;
 pub use dedup::DedupWindow;
 pub use run::{Pipeline, Progress};
-pub use source::{Checkpoint, Lines, RecordSource, SourceBatch, SourceError};
+pub use source::{Checkpoint, DedupScope, Lines, RecordSource, SourceBatch, SourceError};
 pub use summary::StreamSummary;
 pub use writer::{BatchWriter, CommitError, ErrorKind, LakeWriter, ProcessedBatch};
 
