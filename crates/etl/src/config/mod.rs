@@ -1,5 +1,5 @@
 //! The configuration file (`--config`): one TOML file with a section per part (`[pipeline]`,
-//! `[lake]`, `[aws]`, `[kinesis]`, `[warehouse.redshift]`, `[observability]`, `[dashboards]`), every field documented on its struct, unknown keys refused,
+//! `[lake]`, `[aws]`, `[kinesis]`, `[leases]`, `[warehouse.redshift]`, `[observability]`, `[dashboards]`), every field documented on its struct, unknown keys refused,
 //! and `ETL_<SECTION>__<FIELD>` environment variables overriding fields.
 
 use anyhow::{bail, Context, Result};
@@ -8,6 +8,8 @@ use etl_lake::S3Encryption;
 use etl_pipeline::PipelineOptions;
 use serde::Deserialize;
 use std::path::PathBuf;
+
+pub mod leases;
 
 /// The optional configuration file (`--config`). Unknown keys are refused.
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +42,10 @@ pub struct ConfigFile {
     /// them; see [`KinesisConfig`].
     #[serde(default)]
     pub kinesis: KinesisConfig,
+    /// Shard leases in DynamoDB, so several `etl run` processes share the shards; off unless
+    /// `table` is set; see [`leases::LeasesConfig`] and `docs/leases.md`.
+    #[serde(default)]
+    pub leases: leases::LeasesConfig,
 }
 
 /// `[kinesis]` of the configuration file.
