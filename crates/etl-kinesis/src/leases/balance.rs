@@ -63,6 +63,9 @@ pub struct View<'a> {
     pub live: usize,
     /// Shards this process holds (and is not letting go already).
     pub held: BTreeSet<String>,
+    /// The shards of `held`, the longest held first: the surplus is let go in this order, so
+    /// a shard that has just moved (and paused) is not moved again right away.
+    pub held_order: Vec<String>,
     /// Shards whose lease is free or expired (by [`Observations::expired`]).
     pub takeable: BTreeSet<String>,
     /// Most leases held by one consumer.
@@ -99,10 +102,14 @@ pub fn plan(view: &View<'_>) -> Plan {
         return out;
     }
     if held.len() > target {
-        // The last ones by shard id: a stable choice, so peers see the same shards go.
-        let mut mine = held.clone();
-        mine.sort_unstable();
-        out.release = mine[target..].iter().map(|s| s.to_string()).collect();
+        let surplus = held.len() - target;
+        out.release = view
+            .held_order
+            .iter()
+            .filter(|s| held.contains(&s.as_str()))
+            .take(surplus)
+            .cloned()
+            .collect();
         return out;
     }
     let wanted = (target - held.len()).min(view.max_take);
@@ -161,15 +168,17 @@ mod tests {
     }
 
     fn view<'a>(me: &'a str, items: &'a [LeaseItem], live: usize) -> View<'a> {
+        let held: BTreeSet<String> = items
+            .iter()
+            .filter(|i| i.owner.as_deref() == Some(me))
+            .map(|i| i.shard.clone())
+            .collect();
         View {
             me,
             leases: items.iter().collect(),
             live,
-            held: items
-                .iter()
-                .filter(|i| i.owner.as_deref() == Some(me))
-                .map(|i| i.shard.clone())
-                .collect(),
+            held_order: held.iter().cloned().collect(),
+            held,
             takeable: items
                 .iter()
                 .filter(|i| i.owner.is_none())
@@ -230,6 +239,16 @@ mod tests {
             assert!(p.take.is_empty() && p.release.is_empty(), "{me}: {p:?}");
         }
         assert_eq!(moves, before);
+    }
+
+    #[test]
+    fn the_surplus_is_the_longest_held() {
+        let items: Vec<LeaseItem> = (0..4)
+            .map(|i| item(&format!("sh{i}"), Some("a"), 1))
+            .collect();
+        let mut v = view("a", &items, 2);
+        v.held_order = vec!["sh3".into(), "sh1".into(), "sh0".into(), "sh2".into()];
+        assert_eq!(plan(&v).release, vec!["sh3".to_string(), "sh1".to_string()]);
     }
 
     #[test]

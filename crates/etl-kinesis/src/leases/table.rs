@@ -417,6 +417,37 @@ impl LeaseTable {
         .map(|_| ())
     }
 
+    /// Deletes the heartbeat item `key` of a consumer that stopped without removing it (killed),
+    /// if its counter is still `counter`; a heartbeat that moved meanwhile stays.
+    pub async fn delete_stale_heartbeat(&self, key: &str, counter: u64) -> Result<(), LeaseError> {
+        let sent = tokio::time::timeout(
+            self.timeout,
+            self.client
+                .delete_item()
+                .table_name(&self.name)
+                .key("leaseKey", s(key))
+                .condition_expression("leaseCounter = :n AND entityType = :worker")
+                .expression_attribute_values(":n", n(counter))
+                .expression_attribute_values(":worker", s(ENTITY_WORKER))
+                .send(),
+        )
+        .await;
+        match sent {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if conditional_failed(&e) => Ok(()),
+            Ok(Err(e)) => Err(LeaseError::Call {
+                operation: "DeleteItem",
+                table: self.name.clone(),
+                message: etl_aws::describe_error(&e),
+            }),
+            Err(_) => Err(LeaseError::Call {
+                operation: "DeleteItem",
+                table: self.name.clone(),
+                message: format!("no answer within {} ms", self.timeout.as_millis()),
+            }),
+        }
+    }
+
     /// Deletes `owner`'s heartbeat for `stream` (at shutdown: peers stop counting it at once).
     pub async fn delete_heartbeat(&self, stream: &str, owner: &str) -> Result<(), LeaseError> {
         self.call(

@@ -31,6 +31,8 @@ pub(super) struct Held {
     pub(super) valid_until: Instant,
     /// Being let go: not read any more, released once its batches in flight are committed.
     releasing: bool,
+    /// When it was taken.
+    since: Instant,
     /// The checkpoint last written to the lease.
     written: Option<String>,
 }
@@ -56,6 +58,8 @@ pub(super) struct LeaseRuntime {
     /// Held by a pass and by the final release, so they never overlap.
     pass: tokio::sync::Mutex<()>,
     closing: AtomicBool,
+    /// The heartbeat was removed (stopping).
+    farewell: AtomicBool,
     heartbeat: AtomicU64,
     taken: AtomicU64,
     released: AtomicU64,
@@ -70,6 +74,7 @@ impl LeaseRuntime {
             observations: Mutex::new(Observations::default()),
             pass: tokio::sync::Mutex::new(()),
             closing: AtomicBool::new(false),
+            farewell: AtomicBool::new(false),
             heartbeat: AtomicU64::new(0),
             taken: AtomicU64::new(0),
             released: AtomicU64::new(0),
@@ -120,6 +125,21 @@ pub(super) async fn run(shared: Weak<Shared>) {
             return;
         }
         shared.expire_local();
+        if shared.stop.is_stopped() {
+            shared.let_all_go();
+            if !rt.farewell.swap(true, Ordering::SeqCst) {
+                // Peers stop counting this process at once, so their fair share grows and
+                // they take the leases it lets go.
+                if let Err(e) = rt
+                    .leasing
+                    .table
+                    .delete_heartbeat(&shared.stream, rt.me())
+                    .await
+                {
+                    tracing::warn!(stream = shared.stream, error = %e, "removing the heartbeat failed; peers stop counting this process once it expires");
+                }
+            }
+        }
         shared.release_drained().await;
         if last_pass.is_none_or(|t| t.elapsed() >= rt.leasing.options.renew_interval) {
             last_pass = Some(Instant::now());
@@ -155,6 +175,24 @@ impl Shared {
             rt.held().remove(&shard);
             rt.lost.fetch_add(1, Ordering::Relaxed);
             self.stop_shard(&shard);
+        }
+    }
+
+    /// After a stop request: stops reading every held shard and lets each lease go as soon as
+    /// its batches in flight are committed (peers take it while the others still drain).
+    fn let_all_go(&self) {
+        let Some(rt) = self.lease_rt() else { return };
+        let shards: Vec<String> = rt
+            .held()
+            .iter()
+            .filter(|(_, h)| !h.releasing)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for shard in shards {
+            self.stop_shard(&shard);
+            if let Some(h) = rt.held().get_mut(&shard) {
+                h.releasing = true;
+            }
         }
     }
 
@@ -234,8 +272,10 @@ impl Shared {
         let options = &rt.leasing.options;
         let table = &rt.leasing.table;
         let me = rt.me();
-        let beat = rt.heartbeat.fetch_add(1, Ordering::Relaxed) + 1;
-        table.heartbeat(&self.stream, me, beat).await?;
+        if !rt.farewell.load(Ordering::SeqCst) {
+            let beat = rt.heartbeat.fetch_add(1, Ordering::Relaxed) + 1;
+            table.heartbeat(&self.stream, me, beat).await?;
+        }
 
         // Renew every held lease (those being let go too, until they are released).
         let snapshot: Vec<(String, Held)> = rt
@@ -278,7 +318,7 @@ impl Shared {
 
         let items = table.scan().await?;
         let now = Instant::now();
-        let (live, takeable) = {
+        let (live, takeable, stale) = {
             let mut obs = rt
                 .observations
                 .lock()
@@ -296,8 +336,24 @@ impl Shared {
                 .filter(|i| i.owner.is_none() || expired(i))
                 .map(|i| i.shard.clone())
                 .collect();
-            (live, takeable)
+            // Heartbeats of consumers that died without removing theirs: removed, so a
+            // consumer starting later does not count them for a lease duration.
+            let stale: Vec<(String, u64)> = items
+                .iter()
+                .filter(|i| i.entity == ENTITY_WORKER && i.stream == self.stream)
+                .filter(|i| expired(i))
+                .map(|i| (i.key.clone(), i.counter))
+                .collect();
+            (live, takeable, stale)
         };
+        for (key, counter) in stale {
+            tracing::info!(
+                stream = self.stream,
+                heartbeat = key,
+                "removing the heartbeat of a consumer that stopped without removing it"
+            );
+            table.delete_stale_heartbeat(&key, counter).await?;
+        }
         let by_shard: HashMap<&str, &LeaseItem> = items
             .iter()
             .filter(|i| i.entity == ENTITY_LEASE && i.stream == self.stream)
@@ -343,18 +399,22 @@ impl Shared {
             table.ensure(&self.stream, info).await?;
         }
 
-        let (held, releasing): (BTreeSet<String>, BTreeSet<String>) = {
+        let (held, releasing, held_order) = {
             let h = rt.held();
-            (
-                h.iter()
-                    .filter(|(_, h)| !h.releasing)
-                    .map(|(s, _)| s.clone())
-                    .collect(),
-                h.iter()
-                    .filter(|(_, h)| h.releasing)
-                    .map(|(s, _)| s.clone())
-                    .collect(),
-            )
+            let held: BTreeSet<String> = h
+                .iter()
+                .filter(|(_, h)| !h.releasing)
+                .map(|(s, _)| s.clone())
+                .collect();
+            let releasing: BTreeSet<String> = h
+                .iter()
+                .filter(|(_, h)| h.releasing)
+                .map(|(s, _)| s.clone())
+                .collect();
+            let mut order: Vec<(&String, &Held)> = h.iter().filter(|(_, h)| !h.releasing).collect();
+            order.sort_by_key(|(s, h)| (h.since, (*s).clone()));
+            let order: Vec<String> = order.into_iter().map(|(s, _)| s.clone()).collect();
+            (held, releasing, order)
         };
         let view = View {
             me,
@@ -365,6 +425,7 @@ impl Shared {
                 .collect(),
             live,
             held,
+            held_order,
             takeable,
             max_leases: options.max_leases,
             max_take: options.max_taken_per_pass,
@@ -420,6 +481,7 @@ impl Shared {
                     epoch,
                     valid_until: sent + options.validity(),
                     releasing: false,
+                    since: Instant::now(),
                     written: None,
                 },
             );

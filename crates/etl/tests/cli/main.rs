@@ -4,6 +4,7 @@
 
 mod aws_credentials;
 mod dashboards;
+mod leases;
 mod third_stream;
 
 use std::path::Path;
