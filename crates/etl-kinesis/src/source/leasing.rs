@@ -274,7 +274,10 @@ impl Shared {
         let me = rt.me();
         if !rt.farewell.load(Ordering::SeqCst) {
             let beat = rt.heartbeat.fetch_add(1, Ordering::Relaxed) + 1;
-            table.heartbeat(&self.stream, me, beat).await?;
+            if let Err(e) = table.heartbeat(&self.stream, me, beat).await {
+                // Renewals are tried all the same: they are what keeps the leases.
+                tracing::warn!(stream = self.stream, error = %e, "heartbeat failed");
+            }
         }
 
         // Renew every held lease (those being let go too, until they are released).
