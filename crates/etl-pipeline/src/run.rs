@@ -484,7 +484,8 @@ impl Shared {
             return apply_window(&mut window, batches);
         };
         let fresh = || {
-            let mut window = DedupWindow::with_reserve(self.options.dedup_window, SCOPED_RESERVE);
+            let capacity = self.options.dedup_window / scope.share.max(1);
+            let mut window = DedupWindow::with_reserve(capacity, SCOPED_RESERVE);
             window.seed(scope.seed.iter().map(String::as_str));
             window
         };

@@ -50,6 +50,10 @@ pub struct DedupScope {
     pub epoch: u64,
     /// Event ids the window starts with.
     pub seed: std::sync::Arc<Vec<String>>,
+    /// How many partitions share the stream's window size (`dedup_window`): each partition's
+    /// window remembers `dedup_window / share` ids, so memory stays bounded by `dedup_window`
+    /// per stream even when one process holds every partition.
+    pub share: usize,
 }
 
 /// One batch of a source: its records and where they are.

@@ -336,6 +336,7 @@ impl Shared {
             let takeable: BTreeSet<String> = items
                 .iter()
                 .filter(|i| i.entity == ENTITY_LEASE && i.stream == self.stream)
+                .filter(|i| i.checkpoint.as_deref() != Some(SHARD_END))
                 .filter(|i| i.owner.is_none() || expired(i))
                 .map(|i| i.shard.clone())
                 .collect();
