@@ -195,8 +195,8 @@ pub const METRICS: &[MetricDef] = &[
     ),
     counter(
         "etl_lease_changes_total",
-        &["stream", "change"],
-        "Lease changes by this process; change = taken, released (to balance, at shutdown, at a shard end) or lost (taken by a peer, not renewed in time, fenced).",
+        &["stream", "kind"],
+        "Lease changes by this process; kind = taken, released (to balance, at shutdown, at a shard end) or lost (taken by a peer, not renewed in time, fenced).",
     ),
     // Redshift loader (crates/etl-redshift/src/metrics.rs).
     histogram(

@@ -82,4 +82,6 @@ pub enum PipelineError {
 #[cfg(test)]
 mod reconcile_tests;
 #[cfg(test)]
+mod scope_tests;
+#[cfg(test)]
 mod tests;

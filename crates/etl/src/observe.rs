@@ -176,12 +176,12 @@ pub fn export_kinesis(stream: &str, lag: &BTreeMap<String, ShardLag>, counts: Re
 /// Sets the lease metrics of `stream` (with leases, `docs/leases.md`).
 pub fn export_leases(stream: &str, counts: etl_kinesis::LeaseCounts) {
     metrics::gauge!("etl_leases_held", "stream" => stream.to_string()).set(counts.held as f64);
-    for (change, value) in [
+    for (kind, value) in [
         ("taken", counts.taken),
         ("released", counts.released),
         ("lost", counts.lost),
     ] {
-        metrics::counter!("etl_lease_changes_total", "stream" => stream.to_string(), "change" => change)
+        metrics::counter!("etl_lease_changes_total", "stream" => stream.to_string(), "kind" => kind)
             .absolute(value);
     }
 }
