@@ -1,9 +1,9 @@
 //! The lease loop of a source (`docs/leases.md`): every tick it gives up leases it could not
 //! renew in time and releases leases it is letting go once their batches are committed; every
-//! renew interval it heartbeats, renews what it holds (recording the committed position and
-//! the lag in the lease), scans the table, creates leases of new readable shards, notices
-//! leases taken from it, and follows the balancing rule (`leases::plan`): taking a lease starts
-//! the shard's reader, losing or releasing one stops it.
+//! renew interval it heartbeats and renews what it holds (recording the committed position and
+//! the lag in the lease); every half renew interval it scans the table, creates leases of new
+//! readable shards, notices leases taken from it, and follows the balancing rule
+//! (`leases::plan`): taking a lease starts the shard's reader, losing or releasing one stops it.
 
 use super::Shared;
 use crate::leases::table::SHARD_END;
@@ -112,6 +112,7 @@ impl LeaseRuntime {
 /// Runs the lease loop of `shared` until the source is dropped or its leases are released.
 pub(super) async fn run(shared: Weak<Shared>) {
     let mut last_pass: Option<Instant> = None;
+    let mut last_renewal: Option<Instant> = None;
     loop {
         tokio::time::sleep(TICK).await;
         let Some(shared) = shared.upgrade() else {
@@ -141,9 +142,16 @@ pub(super) async fn run(shared: Weak<Shared>) {
             }
         }
         shared.release_drained().await;
-        if last_pass.is_none_or(|t| t.elapsed() >= rt.leasing.options.renew_interval) {
+        // Scans (and takes) every half renew interval, so a released lease is picked up
+        // quickly; renewals every renew interval.
+        let interval = rt.leasing.options.renew_interval;
+        if last_pass.is_none_or(|t| t.elapsed() >= interval / 2) {
             last_pass = Some(Instant::now());
-            if let Err(e) = shared.lease_pass().await {
+            let renew = last_renewal.is_none_or(|t| t.elapsed() >= interval);
+            if renew {
+                last_renewal = last_pass;
+            }
+            if let Err(e) = shared.lease_pass(renew).await {
                 tracing::warn!(stream = shared.stream, error = %e, "lease pass failed; held leases stay valid until they expire locally");
             }
         }
@@ -265,14 +273,14 @@ impl Shared {
     }
 
     /// Heartbeat, renewals, scan, new leases, losses, shard ends and the balancing rule.
-    async fn lease_pass(self: &Arc<Self>) -> Result<(), crate::leases::LeaseError> {
+    async fn lease_pass(self: &Arc<Self>, renew: bool) -> Result<(), crate::leases::LeaseError> {
         let Some(rt) = self.lease_rt() else {
             return Ok(());
         };
         let options = &rt.leasing.options;
         let table = &rt.leasing.table;
         let me = rt.me();
-        if !rt.farewell.load(Ordering::SeqCst) {
+        if renew && !rt.farewell.load(Ordering::SeqCst) {
             let beat = rt.heartbeat.fetch_add(1, Ordering::Relaxed) + 1;
             if let Err(e) = table.heartbeat(&self.stream, me, beat).await {
                 // Renewals are tried all the same: they are what keeps the leases.
@@ -281,11 +289,14 @@ impl Shared {
         }
 
         // Renew every held lease (those being let go too, until they are released).
-        let snapshot: Vec<(String, Held)> = rt
-            .held()
-            .iter()
-            .map(|(s, h)| (s.clone(), h.clone()))
-            .collect();
+        let snapshot: Vec<(String, Held)> = if renew {
+            rt.held()
+                .iter()
+                .map(|(s, h)| (s.clone(), h.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         for (shard, held) in snapshot {
             let checkpoint = self
                 .committed_checkpoint(&shard)

@@ -5,6 +5,7 @@
 use super::{Delivery, DeliveryError, Resume};
 use arrow::array::AsArray;
 use arrow::datatypes::DataType;
+use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
@@ -18,29 +19,54 @@ impl Delivery {
         records: u64,
         column: &str,
     ) -> Result<Vec<String>, DeliveryError> {
+        // Read concurrently: on S3 each object is a round trip.
+        let records: Vec<super::CommitRecord> =
+            futures::stream::iter(resume.next.saturating_sub(records)..resume.next)
+                .map(|n| self.read_record(n))
+                .buffered(READ_AHEAD)
+                .try_collect()
+                .await?;
+        // Owned paths: a stream borrowing the records would not be `Send` for every lifetime.
+        let files: Vec<(u64, String)> = records
+            .iter()
+            .flat_map(|r| r.files.iter().map(move |f| (r.n, f)))
+            .filter(|(_, f)| f.partition.is_some() && f.path.ends_with(".parquet"))
+            .map(|(n, f)| (n, f.path.clone()))
+            .collect();
+        let values: Vec<Vec<String>> = futures::stream::iter(files)
+            .map(|(n, path)| self.read_values(n, path, column))
+            .buffered(READ_AHEAD)
+            .try_collect()
+            .await?;
+        Ok(values.into_iter().flatten().collect())
+    }
+}
+
+impl Delivery {
+    /// The values of `column` in data file `path` of commit record `n`.
+    async fn read_values(
+        &self,
+        n: u64,
+        path: String,
+        column: &str,
+    ) -> Result<Vec<String>, DeliveryError> {
+        let Some(bytes) = self.lake.get(&path).await? else {
+            return Err(DeliveryError::Corrupt {
+                path: self.lake.display(&path),
+                message: format!("a file of commit record {n} is missing"),
+            });
+        };
         let mut out = Vec::new();
-        for n in resume.next.saturating_sub(records)..resume.next {
-            let record = self.read_record(n).await?;
-            for f in &record.files {
-                if f.partition.is_none() || !f.path.ends_with(".parquet") {
-                    continue;
-                }
-                let Some(bytes) = self.lake.get(&f.path).await? else {
-                    return Err(DeliveryError::Corrupt {
-                        path: self.lake.display(&f.path),
-                        message: format!("a file of commit record {n} is missing"),
-                    });
-                };
-                let corrupt = |e: &dyn std::fmt::Display| DeliveryError::Corrupt {
-                    path: self.lake.display(&f.path),
-                    message: format!("reading column {column}: {e}"),
-                };
-                read_text_column(bytes, column, &mut out).map_err(|e| corrupt(&e))?;
-            }
-        }
+        read_text_column(bytes, column, &mut out).map_err(|e| DeliveryError::Corrupt {
+            path: self.lake.display(&path),
+            message: format!("reading column {column}: {e}"),
+        })?;
         Ok(out)
     }
 }
+
+/// Objects read at once.
+const READ_AHEAD: usize = 8;
 
 /// Appends the non-null values of text column `column` of a Parquet file to `out`.
 fn read_text_column(

@@ -18,9 +18,35 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Lease timings of the tests (short, to keep them fast).
-pub const LEASE_MS: u64 = 4_000;
-pub const RENEW_MS: u64 = 1_000;
+/// Lease timings of the tests: short, to keep them fast. For figures at the documented defaults
+/// run with `ETL_LEASES_TEST_TIMINGS=default` (lease 10 s, renew 2 s, batches 1 s), and
+/// `ETL_LEASES_TEST_STEADY_SECS=300` for a 5-minute steady-state window (both only read).
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    pub lease_ms: u64,
+    pub renew_ms: u64,
+    pub batch_ms: u64,
+    pub steady: Duration,
+}
+
+pub fn timings() -> Timings {
+    let defaults = std::env::var("ETL_LEASES_TEST_TIMINGS").is_ok_and(|v| v == "default");
+    let steady = std::env::var("ETL_LEASES_TEST_STEADY_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let (lease_ms, renew_ms, batch_ms) = if defaults {
+        (10_000, 2_000, 1_000)
+    } else {
+        (4_000, 1_000, 500)
+    };
+    Timings {
+        lease_ms,
+        renew_ms,
+        batch_ms,
+        steady: Duration::from_secs(steady),
+    }
+}
 
 pub struct Bed {
     pub dir: tempfile::TempDir,
@@ -57,12 +83,14 @@ impl Bed {
             "aws",
             etl_testbed::settings_for(proxy.endpoint()),
         )]))?;
+        let t = timings();
         std::fs::write(
             &config,
             format!(
-                "[kinesis]\nstreams = {{ app_events = \"{stream}\" }}\nbatch_max_ms = 500\n\n\
-                 [leases]\ntable = \"{table_name}\"\nlease_duration_ms = {LEASE_MS}\n\
-                 renew_interval_ms = {RENEW_MS}\nhandover_deadline_ms = 20000\n\n{aws}"
+                "[kinesis]\nstreams = {{ app_events = \"{stream}\" }}\nbatch_max_ms = {}\n\n\
+                 [leases]\ntable = \"{table_name}\"\nlease_duration_ms = {}\n\
+                 renew_interval_ms = {}\nhandover_deadline_ms = 20000\n\n{aws}",
+                t.batch_ms, t.lease_ms, t.renew_ms
             ),
         )?;
         let kinesis_url = kinesalite

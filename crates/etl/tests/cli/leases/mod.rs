@@ -8,8 +8,7 @@
 mod harness;
 
 use harness::{
-    assert_exactly_once, owner_pid, path_str, wait_committed, Bed, Error, Producer, LEASE_MS,
-    RENEW_MS,
+    assert_exactly_once, owner_pid, path_str, timings, wait_committed, Bed, Error, Producer,
 };
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,6 +34,8 @@ fn balanced(
 /// with SIGTERM (each replica exits 0 and hands its leases over); every event exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_balance_take_over_and_hand_over() -> TestResult {
+    let t = timings();
+    let (lease_ms, renew_ms) = (t.lease_ms, t.renew_ms);
     let bed = Bed::new("leases-3", 12).await?;
     let producer = Producer::start(&bed, 7, 300, None);
     let mut replicas = vec![bed.replica("a")?, bed.replica("b")?, bed.replica("c")?];
@@ -58,7 +59,7 @@ async fn three_replicas_balance_take_over_and_hand_over() -> TestResult {
     );
 
     // Steady state: count lease moves and DynamoDB calls over a window.
-    let window = Duration::from_secs(6);
+    let window = t.steady;
     let before = bed.leases().await?;
     let calls_before = bed.proxy.stats().requests;
     tokio::time::sleep(window).await;
@@ -70,7 +71,7 @@ async fn three_replicas_balance_take_over_and_hand_over() -> TestResult {
         .count();
     let per_shard_minute = calls as f64 / 12.0 * 60.0 / window.as_secs_f64();
     println!(
-        "figure: steady state: {moves} lease moves in {window:?}; {calls} DynamoDB calls = {per_shard_minute:.1} per shard per minute (renew {RENEW_MS} ms, 3 replicas)"
+        "figure: steady state: {moves} lease moves in {window:?}; {calls} DynamoDB calls = {per_shard_minute:.1} per shard per minute (renew {renew_ms} ms, 3 replicas)"
     );
     assert_eq!(moves, 0, "no lease moves once balanced");
 
@@ -82,14 +83,14 @@ async fn three_replicas_balance_take_over_and_hand_over() -> TestResult {
     let live: Vec<u32> = replicas.iter().map(|r| r.pid()).collect();
     let takeover = bed
         .wait_holdings(
-            Duration::from_secs(20),
+            Duration::from_millis(5 * lease_ms),
             "takeover after kill -9",
             balanced(&live, 12),
         )
         .await?;
-    println!("figure: takeover after kill -9: all 12 shards owned by the 2 live replicas after {:.1} s (lease {LEASE_MS} ms)", takeover.as_secs_f64());
+    println!("figure: takeover after kill -9: all 12 shards owned by the 2 live replicas after {:.1} s (lease {lease_ms} ms)", takeover.as_secs_f64());
     assert!(
-        killed.elapsed() <= Duration::from_millis(2 * LEASE_MS) + Duration::from_millis(RENEW_MS),
+        killed.elapsed() <= Duration::from_millis(2 * lease_ms + renew_ms),
         "takeover took {takeover:?}, over 2 lease durations"
     );
 
@@ -136,8 +137,9 @@ async fn three_replicas_balance_take_over_and_hand_over() -> TestResult {
     }
     let (gap, shard) = bed.longest_gap(rolling_from, rolling_to)?;
     println!(
-        "figure: rolling restart of 3 replicas: longest per-shard consumption gap {:.1} s (shard {shard}; batches every 500 ms, renew {RENEW_MS} ms)",
-        gap.as_secs_f64()
+        "figure: rolling restart of 3 replicas: longest per-shard consumption gap {:.1} s (shard {shard}; batches every {} ms, renew {renew_ms} ms)",
+        gap.as_secs_f64(),
+        t.batch_ms
     );
     assert!(
         gap < Duration::from_secs(5),
@@ -173,6 +175,7 @@ async fn three_replicas_balance_take_over_and_hand_over() -> TestResult {
 /// and every event is in the lake exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dynamodb_outage_pauses_writing_and_loses_nothing() -> TestResult {
+    let t = timings();
     let bed = Bed::new("leases-outage", 4).await?;
     let producer = Producer::start(&bed, 11, 200, None);
     let replicas = [bed.replica("a")?, bed.replica("b")?];
@@ -188,7 +191,7 @@ async fn a_dynamodb_outage_pauses_writing_and_loses_nothing() -> TestResult {
     bed.proxy.set_plan(etl_testbed::FaultPlan::default());
     let back = SystemTime::now();
     // During the outage, no commit happened later than the lease validity after the cut.
-    let validity = Duration::from_millis(LEASE_MS - RENEW_MS) + Duration::from_secs(2);
+    let validity = Duration::from_millis(t.lease_ms - t.renew_ms) + Duration::from_secs(2);
     for (shard, times) in bed.commit_times()? {
         let late: Vec<_> = times
             .iter()
