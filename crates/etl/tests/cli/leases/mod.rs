@@ -277,7 +277,11 @@ async fn producer_duplicates_are_dropped_across_sigkill_restarts() -> TestResult
     let bed = Bed::new("leases-dedup", 2).await?;
     let producer = Producer::start(&bed, 13, 200, Some(5));
     let mut replica = bed.replica("r0")?;
-    let restarts = 6;
+    // 6 in CI (each restart waits out a lease); ETL_LEASES_TEST_RESTARTS=20 for the figure.
+    let restarts: u32 = std::env::var("ETL_LEASES_TEST_RESTARTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
     for i in 1..=restarts {
         bed.wait_holdings(Duration::from_secs(30), "leases held", |h| {
             h.get(&replica.pid()).copied() == Some(2)
