@@ -124,8 +124,18 @@ impl LeaseTable {
     }
 
     /// Creates the table (key `leaseKey`, on-demand billing) unless it exists, and waits until
-    /// it is active. Returns whether it was created.
+    /// it is active. Returns whether it was created. An existing table is found with
+    /// `DescribeTable` first, so a role without `dynamodb:CreateTable` works once the table exists.
     pub async fn create_if_absent(&self) -> Result<bool, LeaseError> {
+        let described = tokio::time::timeout(
+            self.timeout,
+            self.client.describe_table().table_name(&self.name).send(),
+        )
+        .await;
+        if let Ok(Ok(_)) = described {
+            self.wait_active().await?;
+            return Ok(false);
+        }
         let build = |e: etl_aws::dynamodb::error::BuildError| LeaseError::Call {
             operation: "CreateTable",
             table: self.name.clone(),
@@ -168,6 +178,12 @@ impl LeaseTable {
                 })
             }
         };
+        self.wait_active().await?;
+        Ok(created)
+    }
+
+    /// Waits (up to 60 s) until the table is `ACTIVE`.
+    async fn wait_active(&self) -> Result<(), LeaseError> {
         for _ in 0..120 {
             let described = self
                 .call(
@@ -176,7 +192,7 @@ impl LeaseTable {
                 )
                 .await?;
             if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
-                return Ok(created);
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
