@@ -12,6 +12,7 @@ mod kinesis_source;
 mod lake_delivery;
 mod lake_outage;
 mod lake_s3;
+mod leases;
 mod redshift_suite;
 mod testbed_process;
 mod testbed_smoke;

@@ -17,8 +17,11 @@
 //! - [`producer`]: `PutRecords` in batches of at most 500, retrying failed entries, optionally
 //!   KPL-aggregated, at a target rate.
 //!
-//! **What it does not do.** No enhanced fan-out (`SubscribeToShard`), no lease coordination
-//! between several consumer processes (one process owns every shard of a stream), and no retry
+//! - [`leases`]: shard leases in DynamoDB (KCL's table layout) so several processes share a
+//!   stream's shards, balanced, with fast takeover and handover at shutdown (`docs/leases.md`);
+//!   off unless `SourceOptions::leases` is set (one process then owns every shard).
+//!
+//! **What it does not do.** No enhanced fan-out (`SubscribeToShard`), and no retry
 //! loop of its own around a call for throttling or 5xx: the SDK's retry mode configured in
 //! `etl-aws` is the one retry layer; when the SDK gives up, a reader pauses its shard and goes on
 //! (the rule is in [`reader`]). It builds no AWS client: callers pass one from
@@ -33,6 +36,7 @@
 //! lake, and a second consumer on the same shard is fenced.
 
 pub mod kpl;
+pub mod leases;
 pub mod metrics;
 pub mod positions;
 pub mod producer;
@@ -47,8 +51,8 @@ pub use positions::{
 pub use producer::{produce, ProduceOptions, ProduceSummary};
 pub use reader::{ReaderOptions, StartPosition};
 pub use source::{
-    open_source, writer_name, KinesisSource, LakeTarget, PositionCommitter, SourceOptions,
-    StopHandle,
+    open_source, writer_name, KinesisSource, LakeTarget, LeaseCounts, PositionCommitter,
+    SourceOptions, StopHandle,
 };
 
 /// Errors of the Kinesis connector.
@@ -79,6 +83,9 @@ pub enum KinesisError {
     /// Another consumer committed the same record of a shard's log: this one must stop.
     #[error("fenced: {0}")]
     Fenced(String),
+    /// With leases: the shard's lease is no longer held here (or was not renewed in time).
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
     /// The lake failed (positions are kept there).
     #[error(transparent)]
     Lake(#[from] etl_lake::LakeError),
@@ -93,7 +100,7 @@ impl KinesisError {
         use etl_lake::delivery::DeliveryError as D;
         use etl_pipeline::ErrorKind::*;
         match self {
-            KinesisError::Fenced(_) => ShardFatal,
+            KinesisError::Fenced(_) | KinesisError::LeaseLost(_) => ShardFatal,
             KinesisError::Delivery(
                 D::Fenced { .. }
                 | D::Inconsistent { .. }

@@ -14,6 +14,8 @@ pub struct ShardInfo {
     pub parents: Vec<String>,
     /// Whether the shard is closed (has an ending sequence number).
     pub closed: bool,
+    /// `StartingHashKey` and `EndingHashKey` (decimal), when listed.
+    pub hash_range: Option<(String, String)>,
 }
 
 /// Every shard of `stream` (open and closed but not yet expired), following `NextToken`.
@@ -42,10 +44,17 @@ pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<ShardInfo>
                 .sequence_number_range()
                 .and_then(|r| r.ending_sequence_number())
                 .is_some();
+            let hash_range = s.hash_key_range().map(|r| {
+                (
+                    r.starting_hash_key().to_string(),
+                    r.ending_hash_key().to_string(),
+                )
+            });
             out.push(ShardInfo {
                 shard_id: s.shard_id().to_string(),
                 parents,
                 closed,
+                hash_range,
             });
         }
         token = page.next_token().map(str::to_string);
@@ -88,6 +97,7 @@ mod tests {
             shard_id: id.into(),
             parents: parents.iter().map(|p| p.to_string()).collect(),
             closed,
+            hash_range: None,
         }
     }
 

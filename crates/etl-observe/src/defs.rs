@@ -187,6 +187,17 @@ pub const METRICS: &[MetricDef] = &[
         &["stream"],
         "Expired shard iterators recovered from.",
     ),
+    // Shard leases (with `[leases] table`; bridged from etl-kinesis by crates/etl/src/observe.rs).
+    gauge(
+        "etl_leases_held",
+        &["stream"],
+        "Shard leases this process holds (and reads) now.",
+    ),
+    counter(
+        "etl_lease_changes_total",
+        &["stream", "kind"],
+        "Lease changes by this process; kind = taken, released (to balance, at shutdown, at a shard end) or lost (taken by a peer, not renewed in time, fenced).",
+    ),
     // Redshift loader (crates/etl-redshift/src/metrics.rs).
     histogram(
         "etl_redshift_load_duration_seconds",

@@ -24,6 +24,45 @@ impl DedupWindow {
         }
     }
 
+    /// A window remembering `capacity` ids that reserves room for `reserve` at first (windows
+    /// of partitions, many per process, grow as they fill).
+    pub fn with_reserve(capacity: usize, reserve: usize) -> Self {
+        DedupWindow {
+            capacity,
+            seen: id_set(capacity.min(reserve)),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Remembers `ids` (oldest first) as if they had passed the window; beyond `capacity` the
+    /// oldest are forgotten.
+    pub fn seed<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        if self.capacity == 0 {
+            return;
+        }
+        for id in ids {
+            let h = id_digest(id);
+            if self.seen.insert(h) {
+                self.order.push_back(h);
+            }
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+    }
+
+    /// Number of ids remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
     /// Removes rows whose `event_id` is in the window and remembers the others. Returns the kept
     /// rows and how many were dropped. Rows within `batch` are assumed distinct already.
     pub fn apply(

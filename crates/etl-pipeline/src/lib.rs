@@ -12,6 +12,11 @@
 //! committed strictly in source order; the dedup window is applied in source order too, so the
 //! output is the same however the work was scheduled.
 //!
+//! The dedup window is one per stream, unless a source names a batch's partition
+//! (`Checkpoint::dedup_scope`: Kinesis shards under leases): then each partition has its own
+//! window, started from the partition's recent ids. A commit the writer reports as `ShardFatal`
+//! (the partition cannot go on in this process) drops that batch and the run goes on.
+//!
 //! This crate does not know where bytes come from beyond [`source::RecordSource`] (files and
 //! stdin, Kinesis) nor how the warehouse loads (the loader reads the committed manifests).
 
@@ -27,7 +32,7 @@ mod writer;
 pub use config::PipelineOptions;
 pub use dedup::DedupWindow;
 pub use run::{Pipeline, Progress};
-pub use source::{Checkpoint, Lines, RecordSource, SourceBatch, SourceError};
+pub use source::{Checkpoint, DedupScope, Lines, RecordSource, SourceBatch, SourceError};
 pub use summary::StreamSummary;
 pub use writer::{BatchWriter, CommitError, ErrorKind, LakeWriter, ProcessedBatch};
 
@@ -81,5 +86,7 @@ pub enum PipelineError {
 
 #[cfg(test)]
 mod reconcile_tests;
+#[cfg(test)]
+mod scope_tests;
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,8 @@
 //! Running one stream's records through the pipeline.
 
 use crate::dedup::DedupWindow;
-use crate::source::{Checkpoint, RecordSource, SourceBatch, SourceError};
-use crate::writer::{BatchWriter, LakeWriter, ProcessedBatch};
+use crate::source::{Checkpoint, DedupScope, RecordSource, SourceBatch, SourceError};
+use crate::writer::{BatchWriter, ErrorKind, LakeWriter, ProcessedBatch};
 use crate::{PipelineError, PipelineOptions, StreamSummary};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -183,6 +183,7 @@ impl Pipeline {
             options: self.options.clone(),
             decoders: Mutex::new(Vec::new()),
             window: self.window(stream)?,
+            scoped: Mutex::new(HashMap::new()),
             encode: self.encode.clone(),
             turn: watch::channel(0).0,
         });
@@ -222,7 +223,7 @@ impl Pipeline {
             let mut reasons: Vec<String> = batch.dead.iter().map(|d| d.reason.clone()).collect();
             let mut commit_timer = crate::metrics::commit_timer(stream);
             let (first, last) = batch.checkpoint.range();
-            let commit = writer
+            let written = writer
                 .write(
                     stream,
                     ProcessedBatch {
@@ -232,13 +233,25 @@ impl Pipeline {
                         checkpoint: batch.checkpoint,
                     },
                 )
-                .await
-                .map_err(|error| PipelineError::Commit {
-                    source_name: source_name.clone(),
-                    first,
-                    last,
-                    error,
-                })?;
+                .await;
+            let commit = match written {
+                Ok(commit) => commit,
+                // The partition cannot go on in this process (its lease moved, another writer
+                // committed it): the batch is not committed, so it is not counted as read
+                // either; the partition's new owner reads it again. The other partitions go on.
+                Err(error) if error.kind == ErrorKind::ShardFatal => {
+                    tracing::warn!(stream, source = source_name.as_str(), first, last, %error, "batch dropped: its partition cannot go on in this process; the others go on");
+                    continue;
+                }
+                Err(error) => {
+                    return Err(PipelineError::Commit {
+                        source_name: source_name.clone(),
+                        first,
+                        last,
+                        error,
+                    })
+                }
+            };
             commit_timer.written();
             summary.read += batch.records;
             summary.bytes_read += batch.bytes;
@@ -291,6 +304,23 @@ impl Pipeline {
     }
 }
 
+/// Ids a partition's window makes room for at first (it grows up to `dedup_window`).
+const SCOPED_RESERVE: usize = 1 << 14;
+
+fn apply_window(
+    window: &mut DedupWindow,
+    batches: Vec<RecordBatch>,
+) -> Result<(Vec<RecordBatch>, u64), PipelineError> {
+    let mut kept: Vec<RecordBatch> = Vec::with_capacity(batches.len());
+    let mut dropped = 0;
+    for b in batches {
+        let (k, d) = window.apply(b).map_err(etl_lake::LakeError::from)?;
+        dropped += d;
+        kept.push(k);
+    }
+    Ok((kept, dropped))
+}
+
 /// State shared by the tasks of one run.
 struct Shared {
     stream: String,
@@ -300,6 +330,8 @@ struct Shared {
     options: PipelineOptions,
     decoders: Mutex<Vec<Decoder>>,
     window: Arc<Mutex<DedupWindow>>,
+    /// The windows of partitions that name a [`DedupScope`], with the epoch each was made for.
+    scoped: Mutex<HashMap<Arc<str>, (u64, DedupWindow)>>,
     encode: EncodeFn,
     /// Sequence number of the batch whose turn it is to pass the dedup window.
     turn: watch::Sender<u64>,
@@ -413,20 +445,7 @@ impl Shared {
         rx.wait_for(|v| *v >= seq)
             .await
             .map_err(|_| PipelineError::Internal("dedup turn channel closed".into()))?;
-        let (kept, cross) = {
-            let mut window = self
-                .window
-                .lock()
-                .map_err(|_| PipelineError::Internal("dedup window lock poisoned".into()))?;
-            let mut kept: Vec<RecordBatch> = Vec::with_capacity(transformed.batches.len());
-            let mut dropped = 0;
-            for b in transformed.batches {
-                let (k, d) = window.apply(b).map_err(etl_lake::LakeError::from)?;
-                dropped += d;
-                kept.push(k);
-            }
-            (kept, dropped)
-        };
+        let (kept, cross) = self.dedup(checkpoint.dedup_scope().as_ref(), transformed.batches)?;
         drop(turn);
         clock.mark();
 
@@ -448,6 +467,44 @@ impl Shared {
         };
         batch.reconcile(&self.stream, &self.source_name)?;
         Ok(batch)
+    }
+
+    /// Passes `batches` through the stream's window, or the window of the batch's partition
+    /// (made afresh from the scope's seed when the scope's epoch is newer than the window).
+    fn dedup(
+        &self,
+        scope: Option<&DedupScope>,
+        batches: Vec<RecordBatch>,
+    ) -> Result<(Vec<RecordBatch>, u64), PipelineError> {
+        let Some(scope) = scope else {
+            let mut window = self
+                .window
+                .lock()
+                .map_err(|_| PipelineError::Internal("dedup window lock poisoned".into()))?;
+            return apply_window(&mut window, batches);
+        };
+        let fresh = || {
+            let capacity = self.options.dedup_window / scope.share.max(1);
+            let mut window = DedupWindow::with_reserve(capacity, SCOPED_RESERVE);
+            window.seed(scope.seed.iter().map(String::as_str));
+            window
+        };
+        let mut windows = self
+            .scoped
+            .lock()
+            .map_err(|_| PipelineError::Internal("dedup window lock poisoned".into()))?;
+        let entry = windows
+            .entry(scope.key.clone())
+            .or_insert_with(|| (scope.epoch, fresh()));
+        if entry.0 < scope.epoch {
+            *entry = (scope.epoch, fresh());
+        }
+        if entry.0 > scope.epoch {
+            // A batch of an earlier stint on this partition: it will not be committed (the
+            // source refuses it), and its ids must not enter the current window.
+            return apply_window(&mut DedupWindow::new(0), batches);
+        }
+        apply_window(&mut entry.1, batches)
     }
 
     fn take_decoder(&self) -> Result<Decoder, PipelineError> {

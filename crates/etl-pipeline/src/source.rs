@@ -29,6 +29,31 @@ pub trait Checkpoint: Send + Sync + std::fmt::Debug + 'static {
     fn range(&self) -> (String, String);
     /// The concrete checkpoint, for the source's own writer.
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+    /// The dedup window this batch goes through: `None` (the default) is the stream's one
+    /// window; a source whose partitions move between processes (Kinesis shards under leases,
+    /// `docs/leases.md`) names the partition, so each has its own window, started afresh
+    /// (from [`DedupScope::seed`]) whenever [`DedupScope::epoch`] grows.
+    fn dedup_scope(&self) -> Option<DedupScope> {
+        None
+    }
+}
+
+/// A partition's own dedup window: which partition, which stint of reading it, and the event ids
+/// it starts with (the ids of the partition's last committed batches, so producer duplicates are
+/// dropped across restarts and moves).
+#[derive(Debug, Clone)]
+pub struct DedupScope {
+    /// The partition (Kinesis: the shard id).
+    pub key: std::sync::Arc<str>,
+    /// Grows each time this process starts reading the partition; a batch of a newer epoch
+    /// replaces the window (the old one may hold ids of batches that were never committed).
+    pub epoch: u64,
+    /// Event ids the window starts with.
+    pub seed: std::sync::Arc<Vec<String>>,
+    /// How many partitions share the stream's window size (`dedup_window`): each partition's
+    /// window remembers `dedup_window / share` ids, so memory stays bounded by `dedup_window`
+    /// per stream even when one process holds every partition.
+    pub share: usize,
 }
 
 /// One batch of a source: its records and where they are.

@@ -79,6 +79,11 @@ pub enum Command {
     Produce(crate::cmd_kinesis::ProduceArgs),
     /// Consume Kinesis streams into the lake, committing shard positions after each batch.
     Run(crate::cmd_kinesis::RunArgs),
+    /// Shard leases in DynamoDB shared by several `etl run` processes (docs/leases.md).
+    Leases {
+        #[command(subcommand)]
+        command: crate::cmd_leases::LeasesCommand,
+    },
     /// Redshift: migrate tables and views, load committed lake batches (Data API).
     Warehouse {
         #[command(subcommand)]

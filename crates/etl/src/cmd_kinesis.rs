@@ -189,10 +189,13 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
     let lake = setup.lake()?;
     let streams = args.streams.resolve(setup)?;
     let start = args.start.as_deref().unwrap_or(&setup.kinesis.start);
+    let leases = crate::cmd_leases::leasing(setup).await?;
+    let handover = crate::cmd_leases::deadline(setup, &leases);
     let options = SourceOptions {
         start: start_position(start)?,
         batch_max_ms: args.batch_max_ms.unwrap_or(setup.kinesis.batch_max_ms),
         stop_when_caught_up: args.until_caught_up,
+        leases: leases.clone(),
         ..SourceOptions::default()
     };
     let raw_archive = setup.kinesis.raw_archive && !args.no_raw_archive;
@@ -276,6 +279,7 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
         for stop in &stops {
             stop.stop();
         }
+        crate::cmd_leases::handover_deadline(handover).await;
     });
     let mut failed = None;
     for run in runs {

@@ -135,6 +135,9 @@ pub fn kinesis_gauges(stream: &str, committer: &PositionCommitter) -> KinesisGau
     KinesisGauges(tokio::spawn(async move {
         loop {
             export_kinesis(&stream, &committer.shard_lag(), committer.reader_counts());
+            if let Some(counts) = committer.lease_counts() {
+                export_leases(&stream, counts);
+            }
             tokio::time::sleep(KINESIS_EVERY).await;
         }
     }))
@@ -167,6 +170,19 @@ pub fn export_kinesis(stream: &str, lag: &BTreeMap<String, ShardLag>, counts: Re
         ),
     ] {
         metrics::counter!(name, "stream" => s()).absolute(value);
+    }
+}
+
+/// Sets the lease metrics of `stream` (with leases, `docs/leases.md`).
+pub fn export_leases(stream: &str, counts: etl_kinesis::LeaseCounts) {
+    metrics::gauge!("etl_leases_held", "stream" => stream.to_string()).set(counts.held as f64);
+    for (kind, value) in [
+        ("taken", counts.taken),
+        ("released", counts.released),
+        ("lost", counts.lost),
+    ] {
+        metrics::counter!("etl_lease_changes_total", "stream" => stream.to_string(), "kind" => kind)
+            .absolute(value);
     }
 }
 

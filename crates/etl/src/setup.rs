@@ -66,6 +66,8 @@ pub struct Setup {
     aws: AwsSettings,
     /// `[kinesis]` of the configuration file.
     pub kinesis: KinesisConfig,
+    /// `[leases]` of the configuration file.
+    pub leases: crate::config::leases::LeasesConfig,
     /// `[warehouse]` of the configuration file.
     pub warehouse: WarehouseConfig,
     /// `[dashboards]` of the configuration file (placeholders of `etl dashboards deploy`).
@@ -146,6 +148,7 @@ impl Setup {
             lake_target,
             aws: config.aws,
             kinesis: config.kinesis,
+            leases: config.leases,
             warehouse: config.warehouse,
             dashboards: config.dashboards,
             aws_clients,

@@ -12,7 +12,7 @@ use etl_lake::delivery::{
 };
 use etl_lake::raw::{encode_raw, raw_file, RawLine};
 use etl_lake::{BatchCommit, BatchId, Lake, PositionRange};
-use etl_pipeline::{BatchWriter, CommitError, ProcessedBatch};
+use etl_pipeline::{BatchWriter, CommitError, ErrorKind, ProcessedBatch};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -127,6 +127,52 @@ impl PositionCommitter {
                 )
             })?;
         let shard = info.shard.to_string();
+        let epoch = info.epoch;
+        let result = self
+            .commit_shard(
+                table,
+                &shard,
+                epoch,
+                batch.dead_letters,
+                batch.files,
+                batch.dead_letter_dt,
+                *info,
+            )
+            .await;
+        if result.is_err() {
+            if let Some(n) = shared.lock().in_flight.get_mut(&shard) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        if let Err(e) = &result {
+            if shared.leases.is_some() && e.kind() == etl_pipeline::ErrorKind::ShardFatal {
+                shared.fenced(&shard).await;
+            }
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_shard(
+        &self,
+        table: &str,
+        shard: &str,
+        epoch: u64,
+        dead_letters: Vec<etl_lake::DeadLetter>,
+        data: Vec<etl_lake::EncodedFile>,
+        dead_letter_dt: String,
+        info: KinesisCheckpoint,
+    ) -> Result<BatchCommit, KinesisError> {
+        let shared = &self.shared;
+        let shard = shard.to_string();
+        if let Some(rt) = &shared.leases {
+            if !rt.may_commit(&shard, epoch) {
+                return Err(KinesisError::LeaseLost(format!(
+                    "shard {shard} of Kinesis stream {}: this process no longer holds its lease (or could not renew it in time); the batch is left to the new owner",
+                    shared.stream
+                )));
+            }
+        }
         let (resume, k) = {
             let mut state = shared.lock();
             let resume = state.resume.get(&shard).cloned();
@@ -145,7 +191,7 @@ impl PositionCommitter {
         let (first_text, last_text) = (first.to_text(), last.to_text());
         let source_name = format!("kinesis:{}/{shard}", shared.stream);
         // Positions came from the checkpoint; the name says which shard.
-        let mut dead = batch.dead_letters;
+        let mut dead = dead_letters;
         for d in &mut dead {
             d.source.name = source_name.clone();
         }
@@ -161,9 +207,9 @@ impl PositionCommitter {
             &batch_id,
             &source_name,
             ManifestPositions::Range(range),
-            batch.files,
+            data,
             &dead,
-            &batch.dead_letter_dt,
+            &dead_letter_dt,
             raw,
         )?;
         let mut delivery = shared.delivery(&shard);
@@ -173,7 +219,13 @@ impl PositionCommitter {
             }
         }
         let next = self
-            .commit_riding_outages(&delivery, &resume, &first_text, &last_text, files, &shard)
+            .commit_riding_outages(
+                &delivery,
+                &resume,
+                (&first_text, &last_text),
+                files,
+                (&shard, epoch),
+            )
             .await?;
         tracing::debug!(
             stream = shared.stream,
@@ -210,10 +262,9 @@ impl PositionCommitter {
         &self,
         delivery: &Delivery,
         resume: &Resume,
-        first: &str,
-        last: &str,
+        (first, last): (&str, &str),
         files: Vec<BatchFile>,
-        shard: &str,
+        (shard, epoch): (&str, u64),
     ) -> Result<Resume, KinesisError> {
         let shared = &self.shared;
         let fenced = |e: DeliveryError| {
@@ -251,6 +302,16 @@ impl PositionCommitter {
                 if shared.stop.is_stopped() {
                     return Err(KinesisError::Delivery(error));
                 }
+                if shared
+                    .leases
+                    .as_ref()
+                    .is_some_and(|rt| !rt.may_commit(shard, epoch))
+                {
+                    return Err(KinesisError::LeaseLost(format!(
+                        "shard {shard} of Kinesis stream {}: the lease could not be kept while record {} was being retried; recovery by the next owner finishes or replaces it",
+                        shared.stream, resume.next
+                    )));
+                }
                 match delivery.recover().await {
                     Ok(now) if now.next == resume.next + 1 && now.after.as_deref() == Some(last) => {
                         tracing::info!(stream = shared.stream, shard, record = resume.next, "the failed attempt had committed the batch; recovery published it");
@@ -275,7 +336,12 @@ impl PositionCommitter {
 impl BatchWriter for PositionCommitter {
     async fn write(&self, stream: &str, batch: ProcessedBatch) -> Result<BatchCommit, CommitError> {
         self.commit(stream, batch).await.map_err(|e| {
-            let kind = e.kind();
+            let mut kind = e.kind();
+            // Without leases no other process of this deployment reads the shard if this one
+            // gives it up: the run stops, as two consumers on one stream are a misconfiguration.
+            if kind == ErrorKind::ShardFatal && self.shared.leases.is_none() {
+                kind = ErrorKind::RunFatal;
+            }
             CommitError::new(kind, e)
         })
     }
@@ -310,7 +376,18 @@ impl PositionCommitter {
 
     /// Marks the ends of shards read to their end whose records are all committed. Call after
     /// the pipeline run returned (the background task does it while the run goes on).
+    ///
+    /// With leases, it then releases every lease held (and removes this process's heartbeat):
+    /// call it once, at the end of the run, after every batch was committed; peers take the
+    /// shards in their next pass (`docs/leases.md`, graceful handover).
     pub async fn flush(&self) -> Result<(), KinesisError> {
-        self.shared.commit_ends().await
+        let ended = self.shared.commit_ends().await;
+        self.shared.release_all().await;
+        ended
+    }
+
+    /// With leases: the leases held now and the lease changes so far (`None` without leases).
+    pub fn lease_counts(&self) -> Option<super::LeaseCounts> {
+        self.shared.leases.as_ref().map(|rt| rt.counts())
     }
 }

@@ -15,75 +15,21 @@
 //! shard resumes after its last position.
 
 use crate::positions::{LakePositionStore, PositionStore, RecordPosition, ShardPosition};
-use crate::reader::{ReadRecord, ReaderOptions, ShardEvent, StartPosition};
+use crate::reader::{ReadRecord, ShardEvent};
 use crate::KinesisError;
 use async_trait::async_trait;
 use etl_aws::kinesis::Client;
 use etl_lake::delivery::{Delivery, Resume};
-use etl_pipeline::source::{Checkpoint, RawBatch, RecordSource, SourceBatch, SourceError};
+use etl_pipeline::source::{
+    Checkpoint, DedupScope, RawBatch, RecordSource, SourceBatch, SourceError,
+};
 use std::any::Any;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-
-/// How the source reads and cuts batches.
-#[derive(Debug, Clone)]
-pub struct SourceOptions {
-    /// Start of a shard that has no committed position.
-    pub start: StartPosition,
-    /// `GetRecords` pacing.
-    pub reader: ReaderOptions,
-    /// A non-empty batch is handed on at the latest this long after its first record.
-    pub batch_max_ms: u64,
-    /// End the source once every shard is at its tip and everything read was handed on
-    /// (for tests and catch-up runs); otherwise run until [`StopHandle::stop`].
-    pub stop_when_caught_up: bool,
-    /// How often shards are listed again (new shards after resharding).
-    pub discovery_interval: Duration,
-    /// First wait before a commit is retried while the lake or catalog is unavailable; doubles
-    /// (with full jitter) up to `commit_retry_max`. Default: [`DEFAULT_COMMIT_RETRY_INITIAL`].
-    pub commit_retry_initial: Duration,
-    /// Longest wait between commit retries. Default: [`DEFAULT_COMMIT_RETRY_MAX`].
-    pub commit_retry_max: Duration,
-}
-
-/// Default of [`SourceOptions::commit_retry_initial`].
-pub const DEFAULT_COMMIT_RETRY_INITIAL: Duration = Duration::from_millis(500);
-/// Default of [`SourceOptions::commit_retry_max`].
-pub const DEFAULT_COMMIT_RETRY_MAX: Duration = Duration::from_secs(30);
-
-impl Default for SourceOptions {
-    fn default() -> Self {
-        SourceOptions {
-            start: StartPosition::TrimHorizon,
-            reader: ReaderOptions::default(),
-            batch_max_ms: 1_000,
-            stop_when_caught_up: false,
-            discovery_interval: Duration::from_secs(10),
-            commit_retry_initial: DEFAULT_COMMIT_RETRY_INITIAL,
-            commit_retry_max: DEFAULT_COMMIT_RETRY_MAX,
-        }
-    }
-}
-
-/// Asks a running source to end: it hands on what it has batched and then ends; records read but
-/// not handed on are read again by the next run (their positions were not committed).
-#[derive(Debug, Clone, Default)]
-pub struct StopHandle(Arc<AtomicBool>);
-
-impl StopHandle {
-    /// Requests the stop.
-    pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    /// Whether a stop was requested.
-    pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 /// Where a batch of one shard is: the checkpoint [`PositionCommitter`] commits with the data.
 #[derive(Debug)]
@@ -96,6 +42,11 @@ pub struct KinesisCheckpoint {
     pub arrivals: Vec<Option<i64>>,
     /// The batch's bytes and record ranges, kept for the raw archive (`LakeTarget::raw_archive`).
     raw: Option<RawCopy>,
+    /// The stint of reading the shard the batch was read in (a stint ends when the shard
+    /// stops being read here: its lease moved or the commit was fenced).
+    pub epoch: u64,
+    /// With leases: the shard's own dedup window, seeded from its last committed batches.
+    scope: Option<DedupScope>,
 }
 
 impl Checkpoint for KinesisCheckpoint {
@@ -113,6 +64,9 @@ impl Checkpoint for KinesisCheckpoint {
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
         self
+    }
+    fn dedup_scope(&self) -> Option<DedupScope> {
+        self.scope.clone()
     }
 }
 
@@ -144,6 +98,15 @@ struct State {
     /// `MillisBehindLatest` by shard.
     lag: HashMap<String, i64>,
     tasks: Vec<JoinHandle<()>>,
+    /// The current stint of each shard being read: events and batches of other stints are
+    /// dropped.
+    epochs: HashMap<String, u64>,
+    /// The reader tasks of each shard (stopped when the shard stops being read here).
+    shard_tasks: HashMap<String, Vec<JoinHandle<()>>>,
+    /// With leases: the shards that may be read now (discovery), which leases are held for.
+    readable: Vec<crate::shards::ShardInfo>,
+    /// With leases: each shard's dedup seed (event ids of its last committed batches).
+    seeds: HashMap<String, Arc<Vec<String>>>,
 }
 
 struct Shared {
@@ -152,15 +115,25 @@ struct Shared {
     store: Arc<dyn PositionStore>,
     target: LakeTarget,
     options: SourceOptions,
-    tx: mpsc::Sender<ShardEvent>,
+    tx: mpsc::Sender<(u64, ShardEvent)>,
     state: Mutex<State>,
     /// The source's stop request (the committer stops retrying when it is set).
     stop: StopHandle,
+    /// Source of stint numbers.
+    epoch: std::sync::atomic::AtomicU64,
+    /// With leases: what this process holds.
+    leases: Option<leasing::LeaseRuntime>,
 }
 
 mod committer;
 mod discovery;
+mod leasing;
+mod options;
 pub use committer::{writer_name, LakeTarget};
+pub use leasing::LeaseCounts;
+pub use options::{
+    SourceOptions, StopHandle, DEFAULT_COMMIT_RETRY_INITIAL, DEFAULT_COMMIT_RETRY_MAX,
+};
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -179,11 +152,34 @@ impl Shared {
             self.target.catalog.clone(),
         )
     }
+
+    /// A new stint number.
+    fn next_epoch(&self) -> u64 {
+        self.epoch.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Stops reading `shard` here: its reader ends, its records waiting or still in the
+    /// channel are dropped, and its batches in flight are not committed (with leases; they are
+    /// read again by the shard's next owner).
+    fn stop_shard(&self, shard: &str) {
+        let mut state = self.lock();
+        state.epochs.remove(shard);
+        state.reading.remove(shard);
+        state.caught_up.remove(shard);
+        state.finished_unmarked.remove(shard);
+        state.finish_ready.remove(shard);
+        state.seeds.remove(shard);
+        for task in state.shard_tasks.remove(shard).unwrap_or_default() {
+            task.abort();
+        }
+    }
 }
 
 /// Records read from one shard and not yet handed on.
 #[derive(Default)]
 struct Queue {
+    /// The stint the records were read in.
+    epoch: u64,
     records: VecDeque<ReadRecord>,
     bytes: usize,
     /// When the oldest record waiting arrived (the batch deadline counts from it).
@@ -193,7 +189,7 @@ struct Queue {
 /// Every shard of one Kinesis stream as one record source (see the module doc).
 pub struct KinesisSource {
     shared: Arc<Shared>,
-    rx: mpsc::Receiver<ShardEvent>,
+    rx: mpsc::Receiver<(u64, ShardEvent)>,
     queues: HashMap<Arc<str>, Queue>,
     name: String,
     tag: String,
@@ -222,6 +218,12 @@ pub async fn open_source(
             "batch_max_ms must be at least 1".into(),
         ));
     }
+    if let Some(leasing) = &options.leases {
+        leasing
+            .options
+            .validate()
+            .map_err(|e| KinesisError::Option(e.to_string()))?;
+    }
     let store: Arc<dyn PositionStore> = Arc::new(LakePositionStore::new(target.lake.clone()));
     let committed = store.load(stream).await?;
     let (tx, rx) = mpsc::channel(16);
@@ -229,6 +231,7 @@ pub async fn open_source(
         committed,
         ..Default::default()
     };
+    let leases = options.leases.clone().map(leasing::LeaseRuntime::new);
     let shared = Arc::new(Shared {
         stream: stream.to_string(),
         client,
@@ -238,6 +241,8 @@ pub async fn open_source(
         tx,
         state: Mutex::new(state),
         stop: StopHandle::default(),
+        epoch: Default::default(),
+        leases,
     });
     shared.discover(true).await?;
     let background = {
@@ -281,6 +286,11 @@ pub async fn open_source(
         })
     };
     shared.lock().tasks.push(background);
+    if shared.leases.is_some() {
+        // Not aborted with the source: the committer still commits (and so needs its leases
+        // renewed) after the source ended; the loop ends with `release_all` or with `Shared`.
+        tokio::spawn(leasing::run(Arc::downgrade(&shared)));
+    }
     let started_ms = chrono_now_ms();
     let source = KinesisSource {
         shared: shared.clone(),
@@ -302,8 +312,18 @@ fn chrono_now_ms() -> i64 {
 }
 
 impl KinesisSource {
-    fn handle(&mut self, event: ShardEvent) -> Result<(), SourceError> {
+    fn handle(&mut self, (epoch, event): (u64, ShardEvent)) -> Result<(), SourceError> {
         let mut state = self.shared.lock();
+        let shard = match &event {
+            ShardEvent::Records { shard_id, .. }
+            | ShardEvent::CaughtUp { shard_id }
+            | ShardEvent::Finished { shard_id }
+            | ShardEvent::Failed { shard_id, .. } => shard_id,
+        };
+        if state.epochs.get(shard) != Some(&epoch) {
+            // A reader of a stint that ended (the shard stopped being read here).
+            return Ok(());
+        }
         match event {
             ShardEvent::Records {
                 shard_id,
@@ -315,6 +335,12 @@ impl KinesisSource {
                 }
                 state.caught_up.remove(&shard_id);
                 let queue = self.queues.entry(shard_id.into()).or_default();
+                if queue.epoch != epoch {
+                    *queue = Queue {
+                        epoch,
+                        ..Queue::default()
+                    };
+                }
                 queue.bytes += records.iter().map(|r| r.data.len()).sum::<usize>();
                 if !records.is_empty() {
                     queue.since.get_or_insert_with(Instant::now);
@@ -356,6 +382,16 @@ impl KinesisSource {
         for shard in done {
             state.finished_unmarked.remove(&shard);
             state.finish_ready.insert(shard);
+        }
+    }
+
+    /// Drops the records of shards no longer read in the stint they were read in.
+    fn purge(&mut self) {
+        let state = self.shared.lock();
+        for (shard, queue) in self.queues.iter_mut() {
+            if !queue.records.is_empty() && state.epochs.get(&**shard) != Some(&queue.epoch) {
+                *queue = Queue::default();
+            }
         }
     }
 
@@ -418,7 +454,14 @@ impl KinesisSource {
             .target
             .raw_archive
             .then(|| (batch.data.clone(), batch.ranges.clone()));
+        let epoch = self.queues.get(&shard).map_or(0, |q| q.epoch);
         let mut state = self.shared.lock();
+        let scope = self.shared.leases.as_ref().map(|_| DedupScope {
+            key: shard.clone(),
+            epoch,
+            seed: state.seeds.get(&*shard).cloned().unwrap_or_default(),
+            share: state.readable.len().max(1),
+        });
         if !batch.is_empty() {
             *state.in_flight.entry(shard.to_string()).or_default() += 1;
         }
@@ -430,6 +473,8 @@ impl KinesisSource {
                 positions,
                 arrivals,
                 raw,
+                epoch,
+                scope,
             }),
         }
     }
@@ -452,6 +497,7 @@ impl RecordSource for KinesisSource {
         max_bytes: usize,
     ) -> Result<Option<SourceBatch>, SourceError> {
         loop {
+            self.purge();
             let stopping = self.stop.is_stopped()
                 || (self.shared.options.stop_when_caught_up && self.drained());
             if let Some(shard) = self.due(max_records, max_bytes, stopping) {
@@ -494,8 +540,14 @@ impl RecordSource for KinesisSource {
 
 impl Drop for KinesisSource {
     fn drop(&mut self) {
-        for task in self.shared.lock().tasks.drain(..) {
+        let mut state = self.shared.lock();
+        for task in state.tasks.drain(..) {
             task.abort();
+        }
+        for (_, tasks) in state.shard_tasks.drain() {
+            for task in tasks {
+                task.abort();
+            }
         }
     }
 }

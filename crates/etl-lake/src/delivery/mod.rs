@@ -6,6 +6,7 @@
 //! record forward and says where the shard resumes. A writer whose create loses the race is
 //! [`DeliveryError::Fenced`] and publishes nothing.
 
+mod recent;
 mod record;
 mod verify;
 

@@ -1,5 +1,5 @@
 //! The configuration file (`--config`): one TOML file with a section per part (`[pipeline]`,
-//! `[lake]`, `[aws]`, `[kinesis]`, `[warehouse.redshift]`, `[observability]`, `[dashboards]`, `[athena]`), every field documented on its struct, unknown keys refused,
+//! `[lake]`, `[aws]`, `[kinesis]`, `[leases]`, `[warehouse.redshift]`, `[observability]`, `[dashboards]`, `[athena]`), every field documented on its struct, unknown keys refused,
 //! and `ETL_<SECTION>__<FIELD>` environment variables overriding fields.
 
 use anyhow::{bail, Context, Result};
@@ -10,6 +10,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 
 pub mod athena;
+pub mod leases;
 
 /// The optional configuration file (`--config`). Unknown keys are refused.
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +47,10 @@ pub struct ConfigFile {
     /// tables; see [`athena::AthenaConfig`].
     #[serde(default)]
     pub athena: athena::AthenaConfig,
+    /// Shard leases in DynamoDB, so several `etl run` processes share the shards; off unless
+    /// `table` is set; see [`leases::LeasesConfig`] and `docs/leases.md`.
+    #[serde(default)]
+    pub leases: leases::LeasesConfig,
 }
 
 /// `[kinesis]` of the configuration file.

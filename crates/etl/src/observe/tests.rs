@@ -75,6 +75,15 @@ fn the_code_records_exactly_the_listed_metrics() {
             },
         )]);
         export_kinesis(stream, &lag, ReaderCounts::default());
+        export_leases(
+            stream,
+            etl_kinesis::LeaseCounts {
+                held: 4,
+                taken: 5,
+                released: 1,
+                lost: 0,
+            },
+        );
     });
     let text = observer.render();
     let found = families(&text);

@@ -4,6 +4,7 @@
 
 mod aws_credentials;
 mod dashboards;
+mod leases;
 mod query;
 mod third_stream;
 mod warehouse_ops;
