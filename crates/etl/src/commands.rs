@@ -35,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Warehouse { command } => {
             crate::cmd_warehouse::run(&setup, cli.global.views.as_deref(), command).await
         }
+        Command::Compact(args) => crate::cmd_compact::run(&setup, args).await,
         Command::Dashboards { command } => {
             crate::cmd_dashboards::run(&cli.global, &setup, command).await
         }

@@ -75,6 +75,8 @@ pub struct Setup {
     pub key_is_demo: bool,
     /// `[observability]` of the configuration file.
     pub observability: crate::observe::ObservabilityConfig,
+    /// `[compaction]` of the configuration file.
+    pub compaction: crate::config::compaction::CompactionConfig,
     key: MaskKey,
     transform_sql: Vec<etl_transform::TransformSql>,
 }
@@ -148,6 +150,7 @@ impl Setup {
             aws_clients,
             key_is_demo,
             observability: config.observability,
+            compaction: config.compaction,
             key,
             transform_sql,
         })
@@ -201,6 +204,22 @@ impl Setup {
                 Some(clients),
             ) => Arc::new(GlueCatalog::new(clients.glue(), database, location)),
             _ => Arc::new(FileCatalog::new(lake.clone())),
+        }
+    }
+
+    /// The Glue catalog when `lake.glue_database` is set (what `etl compact` switches partition
+    /// locations in).
+    pub fn glue_catalog(&self) -> Option<GlueCatalog> {
+        match (&self.lake_target, &self.aws_clients) {
+            (
+                LakeTargetConfig::S3 {
+                    location,
+                    glue_database: Some(database),
+                    ..
+                },
+                Some(clients),
+            ) => Some(GlueCatalog::new(clients.glue(), database, location)),
+            _ => None,
         }
     }
 

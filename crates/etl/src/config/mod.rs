@@ -1,6 +1,8 @@
 //! The configuration file (`--config`): one TOML file with a section per part (`[pipeline]`,
-//! `[lake]`, `[aws]`, `[kinesis]`, `[warehouse.redshift]`, `[observability]`, `[dashboards]`), every field documented on its struct, unknown keys refused,
+//! `[lake]`, `[aws]`, `[kinesis]`, `[warehouse.redshift]`, `[observability]`, `[dashboards]`, `[compaction]`), every field documented on its struct, unknown keys refused,
 //! and `ETL_<SECTION>__<FIELD>` environment variables overriding fields.
+
+pub mod compaction;
 
 use anyhow::{bail, Context, Result};
 use etl_aws::AwsSettings;
@@ -40,6 +42,9 @@ pub struct ConfigFile {
     /// them; see [`KinesisConfig`].
     #[serde(default)]
     pub kinesis: KinesisConfig,
+    /// How `etl compact` merges small files; see [`compaction::CompactionConfig`].
+    #[serde(default)]
+    pub compaction: compaction::CompactionConfig,
 }
 
 /// `[kinesis]` of the configuration file.
