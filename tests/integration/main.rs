@@ -4,6 +4,7 @@
 //! Tests return [`TestResult`] so that `?` works on SDK and test-bed errors and a failure prints
 //! the whole error chain (service code and message, or the server's log tail).
 
+mod compaction_s3;
 mod glue_catalog;
 mod kinesis_kpl_agg;
 mod kinesis_resilience;

@@ -28,6 +28,7 @@
 //! the original location and miss the compacted files); [`PartitionLocations::check_table`]
 //! refuses them.
 
+mod glue;
 mod merge;
 mod plan;
 mod run;
@@ -35,6 +36,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+pub use glue::GlueLocations;
 pub use plan::{parse_duration, Action, PartitionPlan, SkipReason};
 pub use run::{CompactOptions, Compactor, CrashPoint, LoadGate, PartitionLocations, Report};
 pub use state::{PartitionState, Retired, StateFile};

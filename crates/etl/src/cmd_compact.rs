@@ -2,11 +2,8 @@
 
 use crate::setup::Setup;
 use anyhow::{bail, Context, Result};
-use async_trait::async_trait;
 use clap::Args;
-use etl_compact::{Action, CompactOptions, Compactor, LoadGate, PartitionLocations, Report};
-use etl_glue::GlueCatalog;
-use etl_lake::PartitionValues;
+use etl_compact::{Action, CompactOptions, Compactor, GlueLocations, LoadGate, Report};
 
 /// `etl compact`.
 #[derive(Debug, Args)]
@@ -28,39 +25,6 @@ pub struct CompactArgs {
     /// (`compaction.wait_for_load`); default: `[warehouse.redshift]`.
     #[command(flatten)]
     pub redshift: crate::cmd_warehouse::RedshiftArgs,
-}
-
-/// Glue partitions follow the compacted generations.
-struct GlueLocations(GlueCatalog);
-
-#[async_trait]
-impl PartitionLocations for GlueLocations {
-    async fn check_table(&self, table: &str) -> Result<(), String> {
-        match self.0.projection_enabled(table).await {
-            Ok(false) => Ok(()),
-            Ok(true) => Err(format!(
-                "Glue table {}.{table} uses partition projection, so Athena reads the writer's locations and would never see compacted files; turn projection off for compacted tables (registered partitions) or do not compact it (docs/compaction.md)",
-                self.0.database()
-            )),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    async fn point(
-        &self,
-        table: &str,
-        partition: &PartitionValues,
-        location: &str,
-    ) -> Result<(), String> {
-        let url = format!(
-            "{}/{location}",
-            self.0.lake_location().trim_end_matches('/')
-        );
-        self.0
-            .set_partition_location(table, partition, &url)
-            .await
-            .map_err(|e| e.to_string())
-    }
 }
 
 /// Runs `etl compact`.
