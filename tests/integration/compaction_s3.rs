@@ -209,6 +209,10 @@ async fn compaction_switches_the_glue_partition_and_every_crash_point_stays_read
             after,
             "{point:?}"
         );
+        // A writer registering the hour again (a late batch, a new process) leaves it alone.
+        let writer = GlueCatalog::new(moto.clients().await?.glue(), catalog.database(), &location);
+        writer.add_partitions("cmp_events", &[hour_10()]).await?;
+        assert_eq!(glue_location(&catalog).await?, compacted, "{point:?}");
         // The writer's files are gone (grace 0, no ledger): the old location is empty.
         assert!(
             rows_at(&lake, &location, &base).await?.is_empty(),

@@ -3,6 +3,7 @@
 //! One test binary for the crate; the servers come from `etl-testbed`.
 
 mod aws_credentials;
+mod compact;
 mod dashboards;
 mod third_stream;
 
