@@ -84,6 +84,7 @@ async fn write(lake: &Lake, schema: &StreamSchema, first: u64, rows: &[(&str, i6
             name: "t",
             first,
             last,
+            schema_version: Some(1),
         },
         files,
         &[],

@@ -200,7 +200,7 @@ impl<'a> Compactor<'a> {
             }
             if let Action::Compact { generation } = plan.action {
                 let started = Instant::now();
-                let (next, rows_in) = self.compact(plan, generation, &lake_schema).await?;
+                let (next, rows_in) = self.compact(plan, generation, &lake_schema, schema.version).await?;
                 report.rows_in += rows_in;
                 report.compact_time += started.elapsed();
                 report.compacted += 1;
@@ -225,6 +225,7 @@ impl<'a> Compactor<'a> {
         plan: &PartitionPlan,
         generation: u64,
         lake_schema: &arrow::datatypes::SchemaRef,
+        schema_version: u32,
     ) -> Result<(PartitionState, u64), CompactError> {
         let (lake, table, p) = (self.lake, plan.table.as_str(), &plan.partition);
         let dir = generation_location(table, p, generation);
@@ -288,6 +289,7 @@ impl<'a> Compactor<'a> {
             rows: merged.rows,
             duplicates_dropped: merged.duplicates_dropped,
             committed_at_ms: now,
+            schema_version,
             retired,
         };
         state.write(lake).await?;

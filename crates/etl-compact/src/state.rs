@@ -55,6 +55,10 @@ pub struct PartitionState {
     pub duplicates_dropped: u64,
     /// When the generation was committed (ms since the epoch).
     pub committed_at_ms: i64,
+    /// Version of the stream schema the generation was written with (its columns: older
+    /// files' missing columns are NULL in it).
+    #[serde(default)]
+    pub schema_version: u32,
     /// Objects waiting for deletion.
     #[serde(default)]
     pub retired: Vec<Retired>,

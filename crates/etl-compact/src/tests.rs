@@ -87,6 +87,7 @@ async fn write_batch(lake: &Lake, first: u64, rows: &[(&str, i64, i64)]) {
         name: "test",
         first,
         last,
+        schema_version: Some(1),
     };
     lake.write_batch("ev", &id, source, files, &[], "2026-01-01")
         .await

@@ -165,6 +165,7 @@ impl PositionCommitter {
             &dead,
             &batch.dead_letter_dt,
             raw,
+            Some(batch.schema_version),
         )?;
         let mut delivery = shared.delivery(&shard);
         if let Some((at, point)) = shared.target.fail_at {

@@ -36,6 +36,18 @@ fn compact_plans_merges_and_deduplicates_without_changing_answers() -> TestResul
         );
         assert!(out.status.success(), "ingest: {}", text(&out.stderr));
     }
+    // Every manifest records the schema version its files were written with.
+    let version = etl_schema::embedded()?
+        .into_iter()
+        .find(|s| s.stream == "call_events")
+        .ok_or("schema")?
+        .version;
+    let manifests = walk(&dir.join("lake").join("_commits").join("call_events"));
+    assert!(!manifests.is_empty());
+    for path in &manifests {
+        let manifest = json(&std::fs::read_to_string(path)?)?;
+        assert_eq!(manifest["schema_version"].as_u64(), Some(u64::from(version)), "{path}");
+    }
     let (rows, distinct) = counts(dir, "call_events")?;
     assert_eq!(rows, 2 * distinct, "the copy repeats every event");
     let files_before: Vec<String> = walk(&dir.join("lake"));
