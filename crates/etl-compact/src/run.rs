@@ -200,7 +200,9 @@ impl<'a> Compactor<'a> {
             }
             if let Action::Compact { generation } = plan.action {
                 let started = Instant::now();
-                let (next, rows_in) = self.compact(plan, generation, &lake_schema, schema.version).await?;
+                let (next, rows_in) = self
+                    .compact(plan, generation, &lake_schema, schema.version)
+                    .await?;
                 report.rows_in += rows_in;
                 report.compact_time += started.elapsed();
                 report.compacted += 1;

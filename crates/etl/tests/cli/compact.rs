@@ -46,7 +46,11 @@ fn compact_plans_merges_and_deduplicates_without_changing_answers() -> TestResul
     assert!(!manifests.is_empty());
     for path in &manifests {
         let manifest = json(&std::fs::read_to_string(path)?)?;
-        assert_eq!(manifest["schema_version"].as_u64(), Some(u64::from(version)), "{path}");
+        assert_eq!(
+            manifest["schema_version"].as_u64(),
+            Some(u64::from(version)),
+            "{path}"
+        );
     }
     let (rows, distinct) = counts(dir, "call_events")?;
     assert_eq!(rows, 2 * distinct, "the copy repeats every event");

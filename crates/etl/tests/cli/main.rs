@@ -5,6 +5,7 @@
 mod aws_credentials;
 mod compact;
 mod dashboards;
+mod schema_evolution;
 mod third_stream;
 
 use std::path::Path;
