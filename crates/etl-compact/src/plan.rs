@@ -50,6 +50,9 @@ pub struct PartitionPlan {
     pub state: Option<PartitionState>,
     /// Writer files not folded into a generation yet, in arrival order (time, then name).
     pub uncovered: Vec<InputFile>,
+    /// Writer files folded into the current generation and written again after it was
+    /// committed (a backfill re-processing the hour): their rows replace the generation's.
+    pub rewritten: Vec<InputFile>,
     /// What to do.
     pub action: Action,
     /// Files readers read now.
@@ -85,6 +88,11 @@ impl fmt::Display for PartitionPlan {
             _ => String::new(),
         };
         let retired = self.state.as_ref().map_or(0, |s| s.retired.len());
+        let late = if self.rewritten.is_empty() {
+            late
+        } else {
+            format!("{late}, {} rewritten file(s)", self.rewritten.len())
+        };
         write!(
             f,
             "{} {}: {} file(s), {} bytes{late}; {what}; {retired} retired object(s) waiting",
@@ -201,13 +209,19 @@ pub(crate) async fn plan_table(
         let state = PartitionState::read(lake, table, &partition).await?;
         // Arrival order: object time, then name (a shard's batches are named in position order).
         writer_files.sort_by(|a, b| (a.written_ms, &a.path).cmp(&(b.written_ms, &b.path)));
+        let mut rewritten = Vec::new();
         let (uncovered, files_before, bytes_before): (Vec<InputFile>, usize, u64) = match &state {
             Some(s) => {
                 let covered: std::collections::BTreeSet<&str> =
                     s.covers.iter().map(String::as_str).collect();
-                let uncovered: Vec<InputFile> = writer_files
+                let (old, uncovered): (Vec<InputFile>, Vec<InputFile>) = writer_files
                     .into_iter()
-                    .filter(|f| !covered.contains(f.path.as_str()))
+                    .partition(|f| covered.contains(f.path.as_str()));
+                // Newest first: the latest re-processing wins.
+                rewritten = old
+                    .into_iter()
+                    .filter(|f| f.written_ms > s.committed_at_ms)
+                    .rev()
                     .collect();
                 let bytes = s.files.iter().map(|f| f.bytes).sum();
                 (uncovered, s.files.len(), bytes)
@@ -224,7 +238,7 @@ pub(crate) async fn plan_table(
             Action::Skip(SkipReason::Open)
         } else {
             match &state {
-                Some(s) if !uncovered.is_empty() => Action::Compact {
+                Some(s) if !uncovered.is_empty() || !rewritten.is_empty() => Action::Compact {
                     generation: s.generation + 1,
                 },
                 Some(_) => Action::Skip(SkipReason::AlreadyCompact),
@@ -237,6 +251,7 @@ pub(crate) async fn plan_table(
             partition,
             state,
             uncovered,
+            rewritten,
             action,
             files_before,
             bytes_before,

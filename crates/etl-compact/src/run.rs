@@ -235,11 +235,13 @@ impl<'a> Compactor<'a> {
         for path in lake.list(&dir).await? {
             delete(lake, &path).await?;
         }
-        let mut inputs: Vec<String> = plan
-            .state
-            .iter()
-            .flat_map(|s| s.files.iter().map(|f| f.path.clone()))
-            .collect();
+        // First arrival wins, except that rewritten files (a backfill) replace what they held.
+        let mut inputs: Vec<String> = plan.rewritten.iter().map(|f| f.path.clone()).collect();
+        inputs.extend(
+            plan.state
+                .iter()
+                .flat_map(|s| s.files.iter().map(|f| f.path.clone())),
+        );
         inputs.extend(plan.uncovered.iter().map(|f| f.path.clone()));
         let merged = merge(lake, table, lake_schema, p, &inputs, &self.options.parquet).await?;
         let mut files = Vec::with_capacity(merged.files.len());
@@ -275,11 +277,16 @@ impl<'a> Compactor<'a> {
                 batch: None,
             })
         }));
-        retired.extend(plan.uncovered.iter().map(|f| Retired {
-            path: f.path.clone(),
-            retired_at_ms: now,
-            batch: batch_of(&f.path),
-        }));
+        retired.extend(
+            plan.uncovered
+                .iter()
+                .chain(&plan.rewritten)
+                .map(|f| Retired {
+                    path: f.path.clone(),
+                    retired_at_ms: now,
+                    batch: batch_of(&f.path),
+                }),
+        );
         let state = PartitionState {
             table: table.to_string(),
             dt: p.dt.clone(),

@@ -463,3 +463,37 @@ async fn a_reader_during_compaction_sees_each_row_exactly_once() {
     let queries = reader.await.expect("reader");
     assert!(queries >= 3, "{queries} queries ran");
 }
+
+#[tokio::test]
+async fn a_backfill_rewriting_a_folded_in_file_replaces_its_rows() {
+    let (_dir, lake, warehouse) = setup().await;
+    Compactor::new(&lake, options(Duration::from_secs(3600)))
+        .run(&schema())
+        .await
+        .expect("compact");
+    // The first batch re-processed under the same name (same source positions), new values.
+    write_batch(&lake, 1, &[("e3", 30, 33), ("e1", 10, 11)]).await;
+    let report = Compactor::new(&lake, options(Duration::from_secs(3600)))
+        .run(&schema())
+        .await
+        .expect("again");
+    assert_eq!(report.compacted, 1);
+    assert_eq!(report.plans[0].rewritten.len(), 1);
+    assert_eq!(
+        hour_10(&warehouse).await,
+        rows(&[
+            ("e1", 11),
+            ("e2", 20),
+            ("e3", 33),
+            ("e4", 4),
+            ("e5", 5),
+            ("e6", 6)
+        ])
+    );
+    // Nothing changes on a third run.
+    let report = Compactor::new(&lake, options(Duration::from_secs(3600)))
+        .run(&schema())
+        .await
+        .expect("third");
+    assert_eq!(report.compacted, 0);
+}
