@@ -20,7 +20,8 @@
 //!
 //! A crash anywhere leaves every partition readable and complete, and the next run finishes the
 //! job. Late files arriving for a compacted hour stay where the writer puts them and are folded
-//! into the next generation by the next run.
+//! into the next generation by the next run; a folded-in file written again after the switch (a
+//! backfill) is read first, so its rows replace the generation's.
 //!
 //! **What it does not do.** It does not write events, load the warehouse or change table
 //! schemas; it does not lock: run one compactor per lake at a time (a scheduled job). Tables
