@@ -38,9 +38,9 @@ mod state;
 mod tests;
 
 pub use glue::GlueLocations;
-pub use plan::{parse_duration, Action, PartitionPlan, SkipReason};
+pub use plan::{parse_duration, Action, InputFile, PartitionPlan, SkipReason};
 pub use run::{CompactOptions, Compactor, CrashPoint, LoadGate, PartitionLocations, Report};
-pub use state::{PartitionState, Retired, StateFile};
+pub use state::{Covered, PartitionState, Retired, StateFile};
 
 /// Errors of compaction.
 #[derive(Debug, thiserror::Error)]

@@ -19,6 +19,8 @@ pub struct InputFile {
     pub bytes: u64,
     /// When the object was written (ms since the epoch): its rows' arrival in the lake.
     pub written_ms: i64,
+    /// The object's ETag, if the store gives one.
+    pub e_tag: Option<String>,
 }
 
 /// Why a partition is left as it is.
@@ -176,6 +178,7 @@ pub(crate) async fn plan_table(
                 path,
                 bytes: meta.size,
                 written_ms: meta.last_modified.timestamp_millis(),
+                e_tag: meta.e_tag.clone(),
             });
         }
     }
@@ -212,15 +215,15 @@ pub(crate) async fn plan_table(
         let mut rewritten = Vec::new();
         let (uncovered, files_before, bytes_before): (Vec<InputFile>, usize, u64) = match &state {
             Some(s) => {
-                let covered: std::collections::BTreeSet<&str> =
-                    s.covers.iter().map(String::as_str).collect();
+                let covered: std::collections::BTreeMap<&str, &crate::state::Covered> =
+                    s.covers.iter().map(|c| (c.path.as_str(), c)).collect();
                 let (old, uncovered): (Vec<InputFile>, Vec<InputFile>) = writer_files
                     .into_iter()
-                    .partition(|f| covered.contains(f.path.as_str()));
+                    .partition(|f| covered.contains_key(f.path.as_str()));
                 // Newest first: the latest re-processing wins.
                 rewritten = old
                     .into_iter()
-                    .filter(|f| f.written_ms > s.committed_at_ms)
+                    .filter(|f| covered.get(f.path.as_str()).is_some_and(|c| c.changed(f)))
                     .rev()
                     .collect();
                 let bytes = s.files.iter().map(|f| f.bytes).sum();

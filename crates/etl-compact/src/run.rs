@@ -2,7 +2,7 @@
 
 use crate::merge::merge;
 use crate::plan::{plan_table, Action, PartitionPlan};
-use crate::state::{batch_of, generation_location, PartitionState, Retired, StateFile};
+use crate::state::{batch_of, generation_location, Covered, PartitionState, Retired, StateFile};
 use crate::CompactError;
 use async_trait::async_trait;
 use etl_lake::{Lake, ParquetOptions, PartitionValues};
@@ -259,12 +259,20 @@ impl<'a> Compactor<'a> {
         }
         self.crash(CrashPoint::BeforeCommit)?;
         let now = self.now_ms();
-        let mut covers = plan
+        // What was read, as it was read: rewritten files replace their old entries.
+        let read = |f: &crate::plan::InputFile| Covered {
+            path: f.path.clone(),
+            e_tag: f.e_tag.clone(),
+            written_ms: f.written_ms,
+        };
+        let mut covers: Vec<Covered> = plan
             .state
-            .as_ref()
-            .map(|s| s.covers.clone())
-            .unwrap_or_default();
-        covers.extend(plan.uncovered.iter().map(|f| f.path.clone()));
+            .iter()
+            .flat_map(|s| s.covers.iter())
+            .filter(|c| !plan.rewritten.iter().any(|f| f.path == c.path))
+            .cloned()
+            .collect();
+        covers.extend(plan.rewritten.iter().chain(&plan.uncovered).map(read));
         let mut retired = plan
             .state
             .as_ref()

@@ -17,6 +17,30 @@ pub struct StateFile {
     pub bytes: u64,
 }
 
+/// A writer file folded into a generation, as it was when it was read: a file whose object
+/// changed since (a backfill wrote it again) is read again by the next run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Covered {
+    /// Object path below the lake root.
+    pub path: String,
+    /// The object's ETag when it was read (S3: the content's MD5 for single-part uploads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+    /// The object's last-modified time when it was read (ms since the epoch).
+    pub written_ms: i64,
+}
+
+impl Covered {
+    /// Whether `file` is a different object than the one read: another ETag (or, without
+    /// ETags, another last-modified time).
+    pub fn changed(&self, file: &crate::plan::InputFile) -> bool {
+        match (&self.e_tag, &file.e_tag) {
+            (Some(a), Some(b)) => a != b,
+            _ => self.written_ms != file.written_ms,
+        }
+    }
+}
+
 /// An object the switch to a newer generation retired: deleted once the grace period has
 /// passed (and, for a writer's file, once its batch is loaded).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +72,7 @@ pub struct PartitionState {
     pub files: Vec<StateFile>,
     /// Every writer file (below `<table>/dt=…/hour=…/`) folded into this or an earlier
     /// generation; files of the partition not listed here are late and go into the next one.
-    pub covers: Vec<String>,
+    pub covers: Vec<Covered>,
     /// Rows in the generation.
     pub rows: u64,
     /// Repeated `event_id`s dropped when this generation was written.
