@@ -448,7 +448,7 @@ async fn a_reader_during_compaction_sees_each_row_exactly_once() {
         })
     };
     // Compact with a grace period, then (after it) clean up, while the reader runs.
-    let grace = Duration::from_millis(300);
+    let grace = Duration::from_secs(1);
     Compactor::new(&lake, options(grace))
         .run(&schema())
         .await
