@@ -153,6 +153,19 @@ pub(crate) async fn consume_into(
     fail_at: Option<(u64, FailPoint)>,
 ) -> Result<Result<StreamSummary, String>, Failure> {
     let pipeline = crate::pipeline(lake, batch_max_records)?;
+    consume_with(client, stream, lake, &pipeline, table, writer, fail_at).await
+}
+
+/// [`consume_into`] with a pipeline of the caller's (e.g. with a Glue catalog).
+pub(crate) async fn consume_with(
+    client: &etl_aws::kinesis::Client,
+    stream: &str,
+    lake: &Lake,
+    pipeline: &etl_pipeline::Pipeline,
+    table: &str,
+    writer: &str,
+    fail_at: Option<(u64, FailPoint)>,
+) -> Result<Result<StreamSummary, String>, Failure> {
     let mut target = LakeTarget::new(lake.clone(), table, Some(pipeline.catalog().clone()));
     target.writer = writer.to_string();
     target.fail_at = fail_at;

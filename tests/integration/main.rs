@@ -4,6 +4,7 @@
 //! Tests return [`TestResult`] so that `?` works on SDK and test-bed errors and a failure prints
 //! the whole error chain (service code and message, or the server's log tail).
 
+mod athena_query;
 mod compaction_s3;
 mod glue_catalog;
 mod kinesis_kpl_agg;
@@ -91,6 +92,17 @@ pub(crate) fn pipeline(
     lake: &etl_lake::Lake,
     batch_max_records: usize,
 ) -> Result<etl_pipeline::Pipeline, Failure> {
+    let catalog = std::sync::Arc::new(etl_lake::catalog::FileCatalog::new(lake.clone()));
+    pipeline_with_catalog(lake, batch_max_records, catalog)
+}
+
+/// [`pipeline`] registering partitions in `catalog` (e.g. Glue) instead of the lake's file
+/// catalog.
+pub(crate) fn pipeline_with_catalog(
+    lake: &etl_lake::Lake,
+    batch_max_records: usize,
+    catalog: std::sync::Arc<dyn etl_lake::catalog::Catalog>,
+) -> Result<etl_pipeline::Pipeline, Failure> {
     let schemas = etl_schema::embedded().context("schemas")?;
     let key = etl_transform::MaskKey::new(b"integration-test-key-0123456789").map_err(Failure)?;
     let transformer = etl_transform::Transformer::new(&schemas, etl_transform::embedded_sql(), key)
@@ -100,7 +112,6 @@ pub(crate) fn pipeline(
         parallelism: 2,
         ..etl_pipeline::PipelineOptions::default()
     };
-    let catalog = std::sync::Arc::new(etl_lake::catalog::FileCatalog::new(lake.clone()));
     etl_pipeline::Pipeline::new(options, schemas, transformer, lake.clone(), catalog)
         .context("pipeline")
 }

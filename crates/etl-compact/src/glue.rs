@@ -17,7 +17,7 @@ impl PartitionLocations for GlueLocations {
         match self.0.projection_enabled(table).await {
             Ok(false) => Ok(()),
             Ok(true) => Err(format!(
-                "Glue table {}.{table} uses partition projection (projection.enabled=true), so Athena reads the writer's locations and would never see compacted files; compacted tables need registered partitions: turn projection off for this table or do not compact it (docs/compaction.md)",
+                "Glue table {}.{table} uses partition projection (projection.enabled=true), so Athena reads the writer's locations and would never see compacted files; compacted tables need registered partitions: set `[athena] partition_projection = false` and run `etl catalog sync`, or do not compact this table (docs/compaction.md)",
                 self.0.database()
             )),
             Err(e) => Err(e.to_string()),

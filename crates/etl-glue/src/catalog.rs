@@ -182,7 +182,27 @@ impl Catalog for GlueCatalog {
             source,
         })?;
         if old == *schema {
-            return Ok(TableChange::Unchanged);
+            // Same schema: only an older table without (current) projection parameters is
+            // updated, so turning projection on reaches tables created before.
+            let stale = self.projection.as_ref().is_some_and(|p| {
+                let have = existing.parameters();
+                let location = crate::table::table_location(&self.lake_location, table);
+                crate::table::projection_parameters(p, &location)
+                    .iter()
+                    .any(|(k, v)| have.and_then(|h| h.get(k)) != Some(v))
+            });
+            if !stale {
+                return Ok(TableChange::Unchanged);
+            }
+            self.client
+                .update_table()
+                .database_name(&self.database)
+                .table_input(input)
+                .send()
+                .await
+                .map_err(|e| backend(format!("UpdateTable {}.{table}", self.database), &e))?;
+            tracing::info!(database = %self.database, table, "Glue table: partition projection parameters written");
+            return Ok(TableChange::Extended(Vec::new()));
         }
         self.client
             .update_table()

@@ -29,6 +29,7 @@ pub mod catalog;
 mod dead_letters;
 pub mod delivery;
 mod encode;
+mod footer;
 mod layout;
 pub mod raw;
 mod s3;
@@ -81,6 +82,8 @@ pub enum LakeError {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    #[error("reading the Parquet footer of {path} failed: {message}")]
+    Footer { path: String, message: String },
     #[error("batch is missing column `{0}`; the transform must produce the partition columns dt and hour")]
     MissingColumn(String),
     #[error("invalid option {field}: {message}")]

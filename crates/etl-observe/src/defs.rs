@@ -191,8 +191,13 @@ pub const METRICS: &[MetricDef] = &[
     histogram(
         "etl_redshift_load_duration_seconds",
         &["table"],
-        "Time of one successful batch load (COPY manifest + MERGE + ledger row).",
+        "Time of one successful load transaction: a batch or a group of batches (COPY manifest + MERGE + ledger rows).",
         LOAD_SECONDS,
+    ),
+    counter(
+        "etl_redshift_batches_loaded_total",
+        &["table"],
+        "Committed lake batches loaded into the table (a grouped load counts each of its batches).",
     ),
     gauge(
         "etl_redshift_batches_pending",

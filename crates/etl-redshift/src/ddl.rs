@@ -9,6 +9,7 @@
 use crate::error::RedshiftError;
 use crate::ident::{qualified, Ident};
 use etl_schema::StreamSchema;
+use etl_warehouse::LoadRequest;
 use etl_warehouse::ViewDef;
 
 /// Name of the load-ledger table (one row per loaded lake batch and table).
@@ -151,6 +152,85 @@ impl TableDef {
     }
 }
 
+impl TableDef {
+    /// `ALTER TABLE … ALTER COLUMN … TYPE VARCHAR(n)` for every text column the warehouse holds
+    /// narrower than the schema declares (`widths`: existing `VARCHAR` columns and their
+    /// lengths), e.g. an event type column created as `VARCHAR(16)` before event types became an
+    /// open set. Redshift can only widen `VARCHAR` columns, one statement at a time outside a
+    /// transaction block; columns are never narrowed.
+    pub fn widen_sqls(&self, schema: &Ident, widths: &[(String, i64)]) -> Vec<String> {
+        self.columns
+            .iter()
+            .filter_map(|(name, ty, _)| {
+                let want = varchar_width(ty)?;
+                let (_, have) = widths.iter().find(|(n, _)| n == name.as_str())?;
+                (*have < want).then(|| {
+                    format!(
+                        "ALTER TABLE {} ALTER COLUMN {name} TYPE {ty}",
+                        qualified(schema, &self.name)
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+impl TableDef {
+    /// The table as a load of `request` sees it: its columns are the request's file columns in
+    /// file order (COPY maps Parquet columns by position) when the request names them and they
+    /// differ from the table's; a column the table does not know means a newer version wrote
+    /// the batch.
+    pub fn for_request(&self, request: &LoadRequest) -> Result<TableDef, RedshiftError> {
+        if request.columns.is_empty() || request.columns == self.column_names() {
+            return Ok(self.clone());
+        }
+        let unknown: Vec<&str> = request
+            .columns
+            .iter()
+            .filter(|c| !self.has(c))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(RedshiftError::NewerBatch {
+                table: self.name.as_str().to_string(),
+                batch_id: request.batch_id.clone(),
+                columns: unknown.join(", "),
+            });
+        }
+        let columns = request
+            .columns
+            .iter()
+            .filter_map(|c| self.columns.iter().find(|(n, _, _)| n.as_str() == c))
+            .cloned()
+            .collect();
+        Ok(TableDef {
+            name: self.name.clone(),
+            columns,
+        })
+    }
+}
+
+/// `n` of a `VARCHAR(n)` type.
+fn varchar_width(ty: &str) -> Option<i64> {
+    ty.strip_prefix("VARCHAR(")?.strip_suffix(')')?.parse().ok()
+}
+
+/// The query listing a table's `VARCHAR` columns and their lengths (parameters `:schema`,
+/// `:table`).
+pub const VARCHAR_WIDTHS_QUERY: &str =
+    "SELECT column_name, CAST(character_maximum_length AS INTEGER) AS width \
+     FROM information_schema.columns WHERE table_schema = :schema AND table_name = :table \
+     AND data_type = 'character varying'";
+
+/// `DROP VIEW IF EXISTS … CASCADE` of `views`, dependants first (before widening a column that
+/// views read: PostgreSQL refuses to change a column a view uses; migrate recreates them).
+pub fn drop_view_sqls(schema: &Ident, views: &[ViewDef]) -> Result<Vec<String>, RedshiftError> {
+    Ok(view_sqls(schema, views)?
+        .into_iter()
+        .filter(|sql| sql.starts_with("DROP VIEW"))
+        .collect())
+}
+
 /// `CREATE SCHEMA IF NOT EXISTS "schema"`.
 pub fn create_schema_sql(schema: &Ident) -> String {
     format!("CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -258,6 +338,35 @@ mod tests {
             Some(Ok(t)) => t,
             other => panic!("call_events schema: {other:?}"),
         }
+    }
+
+    #[test]
+    fn narrower_varchar_columns_are_widened_never_narrowed() {
+        let table = calls();
+        let schema = Ident::new("schema", "analytics").expect("valid");
+        let (name, ty, _) = table
+            .columns
+            .iter()
+            .find(|(_, ty, _)| ty.starts_with("VARCHAR(") && ty != "VARCHAR(65535)")
+            .expect("a bounded text column");
+        let want = varchar_width(ty).expect("a width");
+        let narrow = vec![(name.as_str().to_string(), want - 1)];
+        let sqls = table.widen_sqls(&schema, &narrow);
+        assert_eq!(
+            sqls,
+            vec![format!(
+                "ALTER TABLE \"analytics\".\"call_events\" ALTER COLUMN {name} TYPE {ty}"
+            )]
+        );
+        for sql in &sqls {
+            Parser::parse_sql(&RedshiftSqlDialect {}, sql).expect("Redshift SQL");
+        }
+        let wide = vec![(name.as_str().to_string(), want + 10)];
+        assert!(
+            table.widen_sqls(&schema, &wide).is_empty(),
+            "never narrowed"
+        );
+        assert!(table.widen_sqls(&schema, &[]).is_empty());
     }
 
     #[test]

@@ -65,6 +65,15 @@ pub enum RedshiftError {
         sql: String,
     },
 
+    /// A batch's files have columns this version's schema does not know: they were written by
+    /// a newer version. Waiting for that version (or `etl warehouse migrate` with it) fixes it.
+    #[error("batch {batch_id} of {table} has columns this version's schema lacks ({columns}): it was written by a newer version; waiting for that version to load it (deploy it, or run its `etl warehouse migrate`)")]
+    NewerBatch {
+        table: String,
+        batch_id: String,
+        columns: String,
+    },
+
     /// Listing or reading the lake's commit records failed.
     #[error("reading the lake: {0}")]
     Lake(String),
@@ -123,6 +132,7 @@ impl RedshiftError {
             RedshiftError::Aws { .. }
             | RedshiftError::Timeout { .. }
             | RedshiftError::Lake(_)
+            | RedshiftError::NewerBatch { .. }
             | RedshiftError::Protocol { .. } => FailureKind::Transient,
         }
     }

@@ -1,10 +1,12 @@
-//! The idempotent load of one committed lake batch: the COPY manifest and the one-transaction
-//! statement list (staging table, `COPY ... FORMAT AS PARQUET MANIFEST`, dedup on `event_id`,
-//! `MERGE` into the target, ledger row, drop staging).
+//! The idempotent load of one committed lake batch, or of a group of batches of one table: the
+//! COPY manifest and the one-transaction statement list (staging table, `COPY ... FORMAT AS
+//! PARQUET MANIFEST`, dedup on `event_id`, `MERGE` into the target, one ledger row per batch,
+//! drop staging).
 //!
 //! Loading a batch twice changes nothing: the MERGE updates rows whose `event_id` is already
-//! there with the same values, and the ledger row is inserted only if absent. Run as one
-//! `BatchExecuteStatement` (one transaction), a failure anywhere rolls everything back.
+//! there with the same values, and a ledger row is inserted only if absent. Run as one
+//! `BatchExecuteStatement` (one transaction), a failure anywhere rolls everything back, so a
+//! group is loaded whole (every ledger row) or not at all.
 
 use crate::ddl::{TableDef, LEDGER_TABLE};
 use crate::error::RedshiftError;
@@ -101,7 +103,8 @@ pub fn staging_name(
     )
 }
 
-/// The statements of one load, in order, for one `BatchExecuteStatement` (≤ 40 statements).
+/// The statements of one load (one batch or a group), in order, for one `BatchExecuteStatement`
+/// (10 statements; the Data API takes ≤ 40). Every batch of the load gets its ledger row.
 pub fn load_sqls(table: &TableDef, spec: &LoadSpec<'_>) -> Result<Vec<String>, RedshiftError> {
     if !table
         .columns
@@ -121,9 +124,10 @@ pub fn load_sqls(table: &TableDef, spec: &LoadSpec<'_>) -> Result<Vec<String>, R
     s3_url(spec.manifest_url)?;
     let role = iam_role_arn(spec.iam_role_arn)?;
     let table_lit = literal("table", table.name.as_str())?;
-    let batch_lit = literal("batch id", &spec.request.batch_id)?;
+    literal("batch id", &spec.request.batch_id)?;
+    let ledger_values = ledger_values(&table_lit, spec.request)?;
+    let rows = staging_name(table, &spec.request.batch_id, "_l")?;
     let loaded_at = literal("loaded_at", spec.loaded_at)?;
-    let files = i64::try_from(spec.request.files.len()).unwrap_or(i64::MAX);
     let cols: Vec<String> = table
         .columns
         .iter()
@@ -163,13 +167,52 @@ pub fn load_sqls(table: &TableDef, spec: &LoadSpec<'_>) -> Result<Vec<String>, R
              WHEN NOT MATCHED THEN INSERT ({col_list}) VALUES ({values})"
         ),
         format!(
-            "INSERT INTO {ledger} (\"table_name\", \"batch_id\", \"rows_loaded\", \"files\", \"loaded_at\") \
-             SELECT {table_lit}, {batch_lit}, (SELECT COUNT(*) FROM {dedup}), {files}, CAST({loaded_at} AS TIMESTAMP) \
-             WHERE NOT EXISTS (SELECT 1 FROM {ledger} WHERE \"table_name\" = {table_lit} AND \"batch_id\" = {batch_lit})"
+            "CREATE TEMP TABLE {rows} (\"table_name\" VARCHAR(128) NOT NULL, \"batch_id\" VARCHAR(512) NOT NULL, \
+             \"rows_loaded\" BIGINT NOT NULL, \"files\" INTEGER NOT NULL)"
         ),
+        format!("INSERT INTO {rows} VALUES {}", ledger_values.join(", ")),
+        format!(
+            "INSERT INTO {ledger} (\"table_name\", \"batch_id\", \"rows_loaded\", \"files\", \"loaded_at\") \
+             SELECT r.\"table_name\", r.\"batch_id\", r.\"rows_loaded\", r.\"files\", CAST({loaded_at} AS TIMESTAMP) \
+             FROM {rows} r WHERE NOT EXISTS (SELECT 1 FROM {ledger} l \
+             WHERE l.\"table_name\" = r.\"table_name\" AND l.\"batch_id\" = r.\"batch_id\")"
+        ),
+        format!("DROP TABLE {rows}"),
         format!("DROP TABLE {dedup}"),
         format!("DROP TABLE {raw}"),
     ])
+}
+
+/// The `(table, batch, rows, files)` rows of `request`'s ledger entries as SQL literals.
+fn ledger_values(table_lit: &str, request: &LoadRequest) -> Result<Vec<String>, RedshiftError> {
+    request
+        .ledger_rows()
+        .iter()
+        .map(|b| {
+            Ok(format!(
+                "({table_lit}, {}, {}, {})",
+                literal("batch id", &b.batch_id)?,
+                b.rows,
+                b.files
+            ))
+        })
+        .collect()
+}
+
+/// The query counting how many of `request`'s batches the ledger has (equal to their number:
+/// the load already happened).
+pub fn ledger_count_sql(schema: &Ident, request: &LoadRequest) -> Result<String, RedshiftError> {
+    let table_lit = literal("table", &request.table)?;
+    let ids = request
+        .ledger_rows()
+        .iter()
+        .map(|b| literal("batch id", &b.batch_id))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(format!(
+        "SELECT COUNT(*) AS n FROM {schema}.\"{LEDGER_TABLE}\" WHERE \"table_name\" = {table_lit} \
+         AND \"batch_id\" IN ({})",
+        ids.join(", ")
+    ))
 }
 
 /// The query telling whether a batch is in the ledger (parameters `:table`, `:batch_id`).
@@ -201,6 +244,8 @@ mod tests {
                     bytes: 1234,
                 })
                 .collect(),
+            batches: Vec::new(),
+            columns: Vec::new(),
         }
     }
 
@@ -239,7 +284,7 @@ mod tests {
             loaded_at: "2024-05-01 00:00:00",
         };
         let sqls = load_sqls(&table, &spec)?;
-        assert_eq!(sqls.len(), 7);
+        assert_eq!(sqls.len(), 10);
         assert!(sqls[1].starts_with("COPY \"stage_call_events_") && sqls[1].ends_with(
             "FROM 's3://lake-b/_manifests/x.manifest' IAM_ROLE 'arn:aws:iam::123456789012:role/Copy' FORMAT AS PARQUET MANIFEST"
         ), "{}", sqls[1]);

@@ -1,6 +1,8 @@
 //! The continuous loader: every committed lake batch (`_commits/<stream>/<batch>.json`, written
 //! by `etl-lake` after the batch's data files) that is not yet in the load ledger is loaded with
-//! [`LoadTarget::load_batch`] (any warehouse backend), in batch-id order, one batch at a time.
+//! [`LoadTarget::load_batch`] (any warehouse backend), in batch-id order, several pending batches
+//! of a table per transaction within [`GroupLimits`] (Redshift commits are serialised
+//! cluster-wide: fewer, larger transactions load more rows per second).
 //!
 //! The loader reads the lake; it never sits in the ingestion path, so a slow or unavailable
 //! warehouse delays loads but never blocks ingestion. Failures are told apart by their
@@ -26,7 +28,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Default pause between two passes of [`Loader::follow`].
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Commit records read at once.
+const READ_AHEAD: usize = 32;
 
 /// Default wait before [`Loader::follow`] tries a stopped table's batch again.
 pub const DEFAULT_STOPPED_RETRY: Duration = Duration::from_secs(300);
@@ -34,7 +39,8 @@ pub const DEFAULT_STOPPED_RETRY: Duration = Duration::from_secs(300);
 /// How often the loader looks for new batches and how it retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoaderSettings {
-    /// Pause between passes in [`Loader::follow`] (default 10 s).
+    /// Pause between passes in [`Loader::follow`] (default [`DEFAULT_INTERVAL`], 2 s: a pass
+    /// that finds nothing costs one LIST per table).
     pub interval: Duration,
     /// First wait after a failure; doubles up to `retry_max`.
     pub retry_initial: Duration,
@@ -46,6 +52,50 @@ pub struct LoaderSettings {
     /// With `follow`, how long a table stopped by a data failure waits before its batch is
     /// tried again (default [`DEFAULT_STOPPED_RETRY`]).
     pub stopped_retry: Duration,
+    /// How many pending batches of a table one transaction loads together.
+    pub group: GroupLimits,
+}
+
+/// Default of [`GroupLimits::max_batches`].
+pub const DEFAULT_GROUP_MAX_BATCHES: usize = 50;
+/// Default of [`GroupLimits::max_rows`].
+pub const DEFAULT_GROUP_MAX_ROWS: u64 = 5_000_000;
+/// Default of [`GroupLimits::max_bytes`] (1 GiB of Parquet).
+pub const DEFAULT_GROUP_MAX_BYTES: u64 = 1 << 30;
+
+/// Bounds of a grouped load: the pending batches of a table are loaded in batch-id order, as
+/// many per transaction (one manifest, one COPY, one MERGE, every batch's ledger row) as these
+/// allow; a group always holds at least one batch. No batch waits for a group to fill: a pass
+/// loads whatever is pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupLimits {
+    /// Most batches in one transaction (1 = one transaction per batch).
+    pub max_batches: usize,
+    /// Most rows (sum over the batches' files).
+    pub max_rows: u64,
+    /// Most Parquet bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for GroupLimits {
+    fn default() -> Self {
+        GroupLimits {
+            max_batches: DEFAULT_GROUP_MAX_BATCHES,
+            max_rows: DEFAULT_GROUP_MAX_ROWS,
+            max_bytes: DEFAULT_GROUP_MAX_BYTES,
+        }
+    }
+}
+
+impl GroupLimits {
+    /// Whether a group of `batches` batches, `rows` rows and `bytes` bytes may take one more
+    /// batch of `more_rows` rows and `more_bytes` bytes.
+    fn fits(&self, batches: usize, rows: u64, bytes: u64, more_rows: u64, more_bytes: u64) -> bool {
+        batches == 0
+            || (batches < self.max_batches.max(1)
+                && rows.saturating_add(more_rows) <= self.max_rows
+                && bytes.saturating_add(more_bytes) <= self.max_bytes)
+    }
 }
 
 impl Default for LoaderSettings {
@@ -56,6 +106,7 @@ impl Default for LoaderSettings {
             retry_max: Duration::from_secs(30),
             max_attempts: None,
             stopped_retry: DEFAULT_STOPPED_RETRY,
+            group: GroupLimits::default(),
         }
     }
 }
@@ -78,6 +129,17 @@ pub struct LoadSummary {
     pub stopped: u64,
 }
 
+impl std::ops::AddAssign for LoadSummary {
+    fn add_assign(&mut self, other: LoadSummary) {
+        self.loaded += other.loaded;
+        self.already_loaded += other.already_loaded;
+        self.empty += other.empty;
+        self.rows += other.rows;
+        self.retries += other.retries;
+        self.stopped += other.stopped;
+    }
+}
+
 /// Loads the committed batches of a lake into the warehouse.
 pub struct Loader {
     warehouse: Arc<dyn LoadTarget>,
@@ -91,6 +153,10 @@ pub struct Loader {
     stopped: BTreeMap<String, (LoadFailure, Instant)>,
     /// Tables whose failure record this loader cleared (or found nothing to clear).
     cleared: BTreeSet<String>,
+    /// Starts the next pass of [`Loader::follow`] at once (see [`Loader::waker`]).
+    wake: Arc<tokio::sync::Notify>,
+    /// Whether [`LoadTarget::prepare`] ran (once, before the first pass).
+    prepared: bool,
 }
 
 /// What one pass changes in the loader's memory.
@@ -142,12 +208,45 @@ impl Loader {
             done: BTreeSet::new(),
             stopped: BTreeMap::new(),
             cleared: BTreeSet::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            prepared: false,
         })
+    }
+
+    /// A handle that starts [`Loader::follow`]'s next pass at once instead of after the
+    /// interval: a writer in the same process notifies it after each commit, so a batch is
+    /// loaded as soon as it is committed (a notification during a pass starts another pass
+    /// right after it).
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
     }
 
     /// Tables this loader stopped because a batch's data cannot load (see the module doc).
     pub fn stopped_tables(&self) -> Vec<LoadFailure> {
         self.stopped.values().map(|(f, _)| f.clone()).collect()
+    }
+
+    /// Runs [`LoadTarget::prepare`] once (adds the columns the schemas gained), retrying while
+    /// the warehouse is unavailable.
+    async fn prepare(
+        &mut self,
+        stop: &watch::Receiver<bool>,
+        retries: &mut u64,
+    ) -> Result<(), RedshiftError> {
+        if self.prepared {
+            return Ok(());
+        }
+        let (warehouse, streams) = (&self.warehouse, &self.streams);
+        Self::retry(
+            &self.settings,
+            stop,
+            "adding the schemas' new columns",
+            retries,
+            || async move { Ok(warehouse.prepare(streams).await?) },
+        )
+        .await?;
+        self.prepared = true;
+        Ok(())
     }
 
     /// Applies what a pass learnt.
@@ -256,6 +355,8 @@ impl Loader {
                     bytes: f.bytes,
                 })
                 .collect(),
+            batches: Vec::new(),
+            columns: Vec::new(),
         }
     }
 
@@ -266,6 +367,7 @@ impl Loader {
         let mut summary = LoadSummary::default();
         let mut state = PassState::default();
         let (_never, stop) = watch::channel(false);
+        self.prepare(&stop, &mut summary.retries).await?;
         let result = self.pass(&mut summary, &mut state, &stop, true).await;
         self.remember(state);
         if summary.loaded > 0 || summary.retries > 0 {
@@ -296,12 +398,11 @@ impl Loader {
             }
             let prefix = format!("_commits/{stream}");
             let prefix = &prefix;
-            let retries = &mut summary.retries;
             let paths = Self::retry(
                 settings,
                 stop,
                 "listing commit records",
-                retries,
+                &mut summary.retries,
                 || async move {
                     lake.list(prefix)
                         .await
@@ -317,67 +418,195 @@ impl Loader {
             if new.is_empty() {
                 continue;
             }
-            let loaded = Self::retry(settings, stop, "reading the load ledger", retries, || {
-                self.ledger(stream)
-            })
+            let loaded = Self::retry(
+                settings,
+                stop,
+                "reading the load ledger",
+                &mut summary.retries,
+                || self.ledger(stream),
+            )
             .await?;
-            for path in new {
-                let path_ref = &path;
+            let limits = self.settings.group;
+            let mut group: Vec<(String, BatchCommit)> = Vec::new();
+            let mut group_columns: Vec<String> = Vec::new();
+            let (mut group_rows, mut group_bytes) = (0_u64, 0_u64);
+            let mut going = true;
+            for chunk in new.chunks(READ_AHEAD) {
                 if *stop.borrow() {
                     return Ok(());
                 }
-                let commit = Self::retry(
-                    settings,
-                    stop,
-                    "reading a commit record",
-                    retries,
-                    || async move {
-                        let bytes = lake
-                            .get(path_ref)
-                            .await
-                            .map_err(|e| RedshiftError::Lake(e.to_string()))?
-                            .ok_or_else(|| {
-                                RedshiftError::Lake(format!("{path_ref} disappeared"))
-                            })?;
-                        serde_json::from_slice::<BatchCommit>(&bytes).map_err(|e| {
-                            RedshiftError::Lake(format!("{path_ref} is not a commit record: {e}"))
-                        })
-                    },
-                )
-                .await?;
-                let batch_id = commit.batch_id.to_string();
-                if commit.files.is_empty() {
-                    summary.empty += 1;
-                } else if loaded.contains(&batch_id) {
-                    summary.already_loaded += 1;
-                } else {
-                    let request = self.request(&commit);
-                    let outcome = Self::retry(settings, stop, "loading a batch", retries, || {
-                        crate::metrics::timed_load(stream, is_permanent, async {
-                            Ok(self.warehouse.load_batch(&request).await?)
-                        })
-                    })
+                // Commit records are small: read a chunk of them at once.
+                let reads = chunk.iter().map(|path| async move {
+                    let mut retries = 0;
+                    let commit = Self::retry(
+                        settings,
+                        stop,
+                        "reading a commit record",
+                        &mut retries,
+                        || self.read_commit(path),
+                    )
                     .await;
-                    match outcome {
-                        Ok(LoadOutcome::Loaded) => {
-                            summary.loaded += 1;
-                            summary.rows += commit.rows();
-                        }
-                        Ok(LoadOutcome::AlreadyLoaded) => summary.already_loaded += 1,
-                        Err(e) if e.kind() == FailureKind::Data => {
-                            summary.stopped += 1;
-                            self.stop_table(&request, &e, state).await;
-                            break; // never past this batch; the next table
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    self.loaded_table(stream, state).await;
+                    (path.clone(), commit, retries)
+                });
+                let mut read = Vec::with_capacity(chunk.len());
+                for (path, commit, retries) in futures::future::join_all(reads).await {
+                    summary.retries += retries;
+                    read.push((path, commit?));
                 }
-                state.newly_done.push(path);
-                crate::metrics::batch_done(stream);
+                for (path, (commit, columns)) in read {
+                    if commit.files.is_empty() || loaded.contains(&commit.batch_id.to_string()) {
+                        if commit.files.is_empty() {
+                            summary.empty += 1;
+                        } else {
+                            summary.already_loaded += 1;
+                        }
+                        state.newly_done.push(path);
+                        crate::metrics::batch_done(stream);
+                        continue;
+                    }
+                    let rows = commit.rows();
+                    let bytes: u64 = commit.files.iter().map(|f| f.bytes).sum();
+                    // A group's batches share their columns (an older batch may lack new ones).
+                    let same_columns = group_columns == columns;
+                    if !same_columns
+                        || !limits.fits(group.len(), group_rows, group_bytes, rows, bytes)
+                    {
+                        if !group.is_empty() {
+                            going = self
+                                .load_group(
+                                    stream,
+                                    std::mem::take(&mut group),
+                                    &group_columns,
+                                    summary,
+                                    state,
+                                    stop,
+                                )
+                                .await?;
+                        }
+                        (group_rows, group_bytes) = (0, 0);
+                        if !going {
+                            break; // never past a stopped batch; the next table
+                        }
+                    }
+                    group_columns = columns;
+                    group.push((path, commit));
+                    group_rows += rows;
+                    group_bytes += bytes;
+                }
+                if !going {
+                    break;
+                }
+            }
+            if going && !group.is_empty() && !*stop.borrow() {
+                self.load_group(stream, group, &group_columns, summary, state, stop)
+                    .await?;
             }
         }
         Ok(())
+    }
+
+    /// The commit record at `path`, and the columns of its files (read from the first file's
+    /// Parquet footer; empty without files).
+    async fn read_commit(&self, path: &str) -> Result<(BatchCommit, Vec<String>), RedshiftError> {
+        let bytes = self
+            .lake
+            .get(path)
+            .await
+            .map_err(|e| RedshiftError::Lake(e.to_string()))?
+            .ok_or_else(|| RedshiftError::Lake(format!("{path} disappeared")))?;
+        let commit = serde_json::from_slice::<BatchCommit>(&bytes)
+            .map_err(|e| RedshiftError::Lake(format!("{path} is not a commit record: {e}")))?;
+        let columns = match commit.files.first() {
+            Some(file) => self
+                .lake
+                .parquet_columns(&file.path, file.bytes)
+                .await
+                .map_err(|e| RedshiftError::Lake(e.to_string()))?,
+            None => Vec::new(),
+        };
+        Ok((commit, columns))
+    }
+
+    /// Loads `group` (consecutive pending batches of `table`, in batch-id order) in one
+    /// transaction. A data failure of a group of several batches cannot say which batch is at
+    /// fault, so its batches are then loaded one at a time: those before the faulty one load,
+    /// and the table stops at that one. Returns whether the table may go on.
+    async fn load_group(
+        &self,
+        table: &str,
+        group: Vec<(String, BatchCommit)>,
+        columns: &[String],
+        summary: &mut LoadSummary,
+        state: &mut PassState,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<bool, RedshiftError> {
+        let mut queue = vec![group];
+        while let Some(group) = queue.pop() {
+            let mut request = self.group_request(table, &group);
+            request.columns = columns.to_vec();
+            let outcome = Self::retry(
+                &self.settings,
+                stop,
+                "loading a batch",
+                &mut summary.retries,
+                || {
+                    crate::metrics::timed_load(table, is_permanent, async {
+                        Ok(self.warehouse.load_batch(&request).await?)
+                    })
+                },
+            )
+            .await;
+            let batches = group.len() as u64;
+            match outcome {
+                Ok(LoadOutcome::Loaded) => {
+                    crate::metrics::batches_loaded(table, batches);
+                    summary.loaded += batches;
+                    summary.rows += group.iter().map(|(_, c)| c.rows()).sum::<u64>();
+                }
+                Ok(LoadOutcome::AlreadyLoaded) => summary.already_loaded += batches,
+                Err(e) if e.kind() == FailureKind::Data && group.len() > 1 => {
+                    tracing::warn!(
+                        table,
+                        group = %request.batch_id,
+                        batches,
+                        error = %e,
+                        "a group of batches cannot load for a data reason; loading its batches one at a time to find the batch"
+                    );
+                    // One batch per group, first batch last on the stack (popped first).
+                    queue.extend(group.into_iter().rev().map(|item| vec![item]));
+                    continue;
+                }
+                Err(e) if e.kind() == FailureKind::Data => {
+                    summary.stopped += 1;
+                    self.stop_table(&request, &e, state).await;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
+            self.loaded_table(table, state).await;
+            for (path, _) in group {
+                state.newly_done.push(path);
+                crate::metrics::batch_done(table);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The load request of consecutive committed batches of `table`.
+    fn group_request(&self, table: &str, group: &[(String, BatchCommit)]) -> LoadRequest {
+        match group {
+            [(_, commit)] => self.request(commit),
+            _ => LoadRequest::group(
+                table,
+                group
+                    .iter()
+                    .map(|(_, commit)| {
+                        let request = self.request(commit);
+                        (request.batch_id, request.files)
+                    })
+                    .collect(),
+            ),
+        }
     }
 
     /// After a batch of `table` loaded: the table is not stopped (any more), and its failure
@@ -409,7 +638,10 @@ impl Loader {
         loop {
             let mut state = PassState::default();
             let result = {
-                let pass = self.pass(&mut total, &mut state, &stop_rx, false);
+                let pass = async {
+                    self.prepare(&stop_rx, &mut total.retries).await?;
+                    self.pass(&mut total, &mut state, &stop_rx, false).await
+                };
                 tokio::pin!(pass);
                 loop {
                     tokio::select! {
@@ -434,6 +666,7 @@ impl Loader {
                 biased;
                 _ = &mut stop => return Ok(total),
                 _ = tokio::time::sleep(self.settings.interval) => {}
+                _ = self.wake.notified() => {}
             }
         }
     }

@@ -11,6 +11,8 @@ use std::time::Instant;
 pub fn register_tables(tables: &[String]) {
     for table in tables {
         metrics::gauge!("etl_redshift_batches_pending", "table" => table.clone()).set(0.0);
+        metrics::counter!("etl_redshift_batches_loaded_total", "table" => table.clone())
+            .increment(0);
         for kind in ["transient", "permanent"] {
             metrics::counter!("etl_redshift_load_failures_total", "table" => table.clone(), "kind" => kind)
                 .increment(0);
@@ -18,7 +20,13 @@ pub fn register_tables(tables: &[String]) {
     }
 }
 
-/// Runs one load attempt of a batch of `table`: records its duration when it succeeds, and a
+/// `n` batches of `table` were loaded (one transaction: a group of batches, or one).
+pub fn batches_loaded(table: &str, n: u64) {
+    metrics::counter!("etl_redshift_batches_loaded_total", "table" => table.to_string())
+        .increment(n);
+}
+
+/// Runs one load attempt of a batch (or a group of batches) of `table`: records its duration when it succeeds, and a
 /// failure of kind `permanent` (as `is_permanent` says) or `transient` when it fails.
 pub async fn timed_load<T>(
     table: &str,

@@ -250,10 +250,16 @@ impl PgWireWarehouse {
 
     /// Loads one committed lake batch exactly once, as one transaction.
     pub async fn load_batch(&self, request: &LoadRequest) -> Result<LoadOutcome, RedshiftError> {
-        let table = self.table(&request.table)?;
+        let table = &self.table(&request.table)?.for_request(request)?;
         let ledger = format!("{}.\"{LEDGER_TABLE}\"", self.schema);
-        let check =
-            format!("SELECT 1 FROM {ledger} WHERE \"table_name\" = $1 AND \"batch_id\" = $2");
+        let check = format!(
+            "SELECT COUNT(*) FROM {ledger} WHERE \"table_name\" = $1 AND \"batch_id\" = ANY($2)"
+        );
+        let batch_ids: Vec<String> = request
+            .ledger_rows()
+            .into_iter()
+            .map(|b| b.batch_id)
+            .collect();
         let loaded_at = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
         // The Data API statement list with its S3 COPY replaced by COPY FROM STDIN.
         let spec = LoadSpec {
@@ -287,11 +293,13 @@ impl PgWireWarehouse {
             .transaction()
             .await
             .map_err(|e| pg_error("BEGIN", &e))?;
-        let seen = tx
-            .query_opt(&check, &[&request.table, &request.batch_id])
+        let seen: i64 = tx
+            .query_one(&check, &[&request.table, &batch_ids])
             .await
+            .map_err(|e| pg_error(&check, &e))?
+            .try_get(0)
             .map_err(|e| pg_error(&check, &e))?;
-        if seen.is_some() {
+        if usize::try_from(seen).unwrap_or(0) >= batch_ids.len() {
             return Ok(LoadOutcome::AlreadyLoaded);
         }
         tx.batch_execute(&sqls[0])

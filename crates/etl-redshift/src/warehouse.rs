@@ -2,12 +2,14 @@
 
 use crate::data_api::{to_record_batch, DataApi, DataApiTarget, PollSettings};
 use crate::ddl::{
-    create_failures_sql, create_ledger_sql, create_schema_sql, failure_sqls, failures_query,
-    view_sqls, SqlFlavor, TableDef, COLUMNS_QUERY,
+    create_failures_sql, create_ledger_sql, create_schema_sql, drop_view_sqls, failure_sqls,
+    failures_query, view_sqls, SqlFlavor, TableDef, COLUMNS_QUERY, VARCHAR_WIDTHS_QUERY,
 };
 use crate::error::{to_warehouse, RedshiftError};
 use crate::ident::{iam_role_arn, s3_url, Ident};
-use crate::load::{ledger_check_sql, ledger_loaded_sql, load_sqls, LoadSpec, Manifest};
+use crate::load::{
+    ledger_check_sql, ledger_count_sql, ledger_loaded_sql, load_sqls, LoadSpec, Manifest,
+};
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use etl_aws::redshiftdata::types::Field;
@@ -160,30 +162,51 @@ impl RedshiftDataWarehouse {
         );
         self.api.batch(&sqls).await?;
         let mut alters = Vec::new();
+        let mut widenings = Vec::new();
         for def in &defs {
+            alters.extend(self.add_column_sqls(def, true).await?);
             let id = self
                 .api
                 .execute(
-                    COLUMNS_QUERY,
+                    VARCHAR_WIDTHS_QUERY,
                     &[
                         ("schema", self.schema.as_str()),
                         ("table", def.name.as_str()),
                     ],
                 )
                 .await?;
-            let existing: Vec<String> = self.api.fetch(&id).await?.first_column_strings();
-            let missing = def.missing_columns(&existing)?;
-            if !missing.is_empty() {
+            let widths: Vec<(String, i64)> = self
+                .api
+                .fetch(&id)
+                .await?
+                .string_rows()
+                .into_iter()
+                .filter_map(|row| {
+                    let mut cells = row.into_iter();
+                    let name = cells.next()??;
+                    let width = cells.next()??.parse().ok()?;
+                    Some((name, width))
+                })
+                .collect();
+            let widen = def.widen_sqls(&self.schema, &widths);
+            if !widen.is_empty() {
                 tracing::info!(
                     table = def.name.as_str(),
-                    added = missing.len(),
-                    "adding columns"
+                    columns = widen.len(),
+                    "widening VARCHAR columns to the schema's lengths"
                 );
             }
-            alters.extend(def.add_column_sqls(&self.schema, &missing));
+            widenings.extend(widen);
         }
-        // ALTER TABLE ADD COLUMN runs one statement at a time (not in a multi-statement block).
-        for sql in alters {
+        if !widenings.is_empty() && !views.is_empty() {
+            // The views read the columns; they are recreated below.
+            self.api
+                .batch(&drop_view_sqls(&self.schema, views)?)
+                .await?;
+        }
+        // ALTER TABLE ADD COLUMN / ALTER COLUMN TYPE run one statement at a time (not in a
+        // multi-statement block).
+        for sql in alters.into_iter().chain(widenings) {
             self.api.execute(&sql, &[]).await?;
         }
         if !views.is_empty() {
@@ -206,6 +229,60 @@ impl RedshiftDataWarehouse {
         Ok(())
     }
 
+    /// `ALTER TABLE … ADD COLUMN` for the columns of `def` the warehouse table lacks (none if
+    /// the table does not exist). With `strict`, a column the table has and the schema does
+    /// not is an error ([`RedshiftError::ColumnMismatch`]); without, it is left alone (a newer
+    /// version added it).
+    async fn add_column_sqls(
+        &self,
+        def: &TableDef,
+        strict: bool,
+    ) -> Result<Vec<String>, RedshiftError> {
+        let id = self
+            .api
+            .execute(
+                COLUMNS_QUERY,
+                &[
+                    ("schema", self.schema.as_str()),
+                    ("table", def.name.as_str()),
+                ],
+            )
+            .await?;
+        let existing: Vec<String> = self.api.fetch(&id).await?.first_column_strings();
+        if existing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let missing = if strict {
+            def.missing_columns(&existing)?
+        } else {
+            def.columns
+                .iter()
+                .filter(|(n, _, _)| !existing.iter().any(|e| e == n.as_str()))
+                .collect()
+        };
+        if !missing.is_empty() {
+            tracing::info!(
+                table = def.name.as_str(),
+                added = missing.len(),
+                "adding columns"
+            );
+        }
+        Ok(def.add_column_sqls(&self.schema, &missing))
+    }
+
+    /// Adds the columns the current schemas of `tables` have and their warehouse tables lack
+    /// (what `migrate` does first, without touching views): run by the loader before it loads,
+    /// so a batch carrying a new column never waits for a separate migrate.
+    pub async fn add_new_columns(&self, tables: &[String]) -> Result<(), RedshiftError> {
+        for name in tables {
+            let def = self.table(name)?;
+            for sql in self.add_column_sqls(&def, false).await? {
+                self.api.execute(&sql, &[]).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `batch_id` of `table` is in the load ledger.
     pub async fn is_loaded(&self, table: &str, batch_id: &str) -> Result<bool, RedshiftError> {
         let id = self
@@ -223,11 +300,27 @@ impl RedshiftDataWarehouse {
         })
     }
 
-    /// Loads one committed lake batch exactly once (see the crate doc). Retries the whole
+    /// Whether the ledger has every batch of `request`.
+    async fn all_loaded(&self, request: &LoadRequest) -> Result<bool, RedshiftError> {
+        let batches = request.ledger_rows().len();
+        let id = self
+            .api
+            .execute(&ledger_count_sql(&self.schema, request)?, &[])
+            .await?;
+        let result = self.api.fetch(&id).await?;
+        let n = match result.rows.first().and_then(|r| r.first()) {
+            Some(Field::LongValue(n)) => usize::try_from(*n).unwrap_or(0),
+            Some(Field::StringValue(s)) => s.parse().unwrap_or(0),
+            _ => 0,
+        };
+        Ok(n >= batches)
+    }
+
+    /// Loads one committed lake batch (or a group of them) exactly once (see the crate doc). Retries the whole
     /// transaction with backoff on failure; never skips: the last error is returned.
     pub async fn load_batch(&self, request: &LoadRequest) -> Result<LoadOutcome, RedshiftError> {
-        let table = self.table(&request.table)?;
-        if self.is_loaded(&request.table, &request.batch_id).await? {
+        let table = self.table(&request.table)?.for_request(request)?;
+        if self.all_loaded(request).await? {
             tracing::info!(table = %request.table, batch = %request.batch_id, "batch already loaded; nothing to do");
             return Ok(LoadOutcome::AlreadyLoaded);
         }
@@ -418,6 +511,12 @@ impl LoadTarget for RedshiftDataWarehouse {
         self.recorded_failures()
             .await
             .map_err(|e| to_warehouse("reading the load failures", e))
+    }
+
+    async fn prepare(&self, tables: &[String]) -> etl_warehouse::Result<()> {
+        self.add_new_columns(tables)
+            .await
+            .map_err(|e| to_warehouse("adding the schemas' new columns", e))
     }
 }
 

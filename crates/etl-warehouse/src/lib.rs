@@ -71,6 +71,13 @@ pub trait LoadTarget: Send + Sync {
 
     /// The recorded failures, one per stopped table.
     async fn failures(&self) -> Result<Vec<LoadFailure>>;
+
+    /// Called once before a loader's first pass: e.g. adds the columns `tables` gained in the
+    /// current schemas, so that batches carrying them can load. Default: nothing.
+    async fn prepare(&self, tables: &[String]) -> Result<()> {
+        let _ = tables;
+        Ok(())
+    }
 }
 
 /// What [`LoadTarget::load_batch`] did.
@@ -95,15 +102,84 @@ pub struct LoadFailure {
     pub failed_at: String,
 }
 
-/// Lake files of one pipeline batch to load into one table.
+/// Lake files of one pipeline batch, or of a group of batches loaded in one transaction, to
+/// load into one table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadRequest {
     /// Lake table (stream name), e.g. `call_events`.
     pub table: String,
-    /// Id of the pipeline batch; the idempotency key of the load.
+    /// Id of the load: the pipeline batch's id (the idempotency key of a one-batch load), or
+    /// for a group the id of its first batch with the group's size (names its manifest).
     pub batch_id: String,
-    /// The Parquet files the batch wrote.
+    /// The Parquet files of every batch of the load.
     pub files: Vec<LoadFile>,
+    /// The pipeline batches of a grouped load, one load-ledger row each. Empty for a one-batch
+    /// load (then `batch_id` is the batch): use [`LoadRequest::ledger_rows`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<LoadBatch>,
+    /// The columns of the files, in file order, when known (every file of a load has the same
+    /// columns); empty: the table's columns under the current schema. A batch written before
+    /// the schema gained a column lacks it (COPY maps Parquet columns by position, so the
+    /// warehouse loads such a batch with its own column list).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+}
+
+/// One pipeline batch of a grouped [`LoadRequest`]: its load-ledger row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBatch {
+    /// Id of the pipeline batch.
+    pub batch_id: String,
+    /// Rows in its files.
+    pub rows: u64,
+    /// Number of its files.
+    pub files: u64,
+}
+
+impl LoadRequest {
+    /// A load of several batches of `table` in one transaction, in the given order. Its id is
+    /// the first batch's id followed by `+<count>` (or that id alone for one batch).
+    pub fn group(table: &str, batches: Vec<(String, Vec<LoadFile>)>) -> Self {
+        let first = batches
+            .first()
+            .map(|(id, _)| id.clone())
+            .unwrap_or_default();
+        let batch_id = if batches.len() > 1 {
+            format!("{first}+{}", batches.len())
+        } else {
+            first
+        };
+        let mut files = Vec::new();
+        let mut rows = Vec::with_capacity(batches.len());
+        for (id, batch_files) in batches {
+            rows.push(LoadBatch {
+                batch_id: id,
+                rows: batch_files.iter().map(|f| f.rows).sum(),
+                files: batch_files.len() as u64,
+            });
+            files.extend(batch_files);
+        }
+        LoadRequest {
+            table: table.to_string(),
+            batch_id,
+            files,
+            batches: rows,
+            columns: Vec::new(),
+        }
+    }
+
+    /// The load-ledger rows of this load: one per pipeline batch.
+    pub fn ledger_rows(&self) -> Vec<LoadBatch> {
+        if self.batches.is_empty() {
+            vec![LoadBatch {
+                batch_id: self.batch_id.clone(),
+                rows: self.files.iter().map(|f| f.rows).sum(),
+                files: self.files.len() as u64,
+            }]
+        } else {
+            self.batches.clone()
+        }
+    }
 }
 
 /// One Parquet file of a [`LoadRequest`].

@@ -316,6 +316,8 @@ async fn the_warehouse_trait_migrates_loads_and_queries() -> TestResult {
             rows: 38,
             bytes: 1000,
         }],
+        batches: Vec::new(),
+        columns: Vec::new(),
     };
     warehouse.load(&request).await?;
     let err = warehouse

@@ -71,8 +71,8 @@ pub enum Command {
         #[command(subcommand)]
         command: DeadLettersCommand,
     },
-    /// Run SQL against the local warehouse (lake tables and curated views).
-    Query(QueryArgs),
+    /// Run SQL on the lake: locally (DataFusion: lake tables and curated views) or on Athena.
+    Query(crate::cmd_query::QueryArgs),
     /// Show the first rows of every curated view.
     Views(ViewsArgs),
     /// Put generated events onto Kinesis streams (PutRecords, optionally KPL-aggregated).
@@ -196,12 +196,6 @@ pub enum CatalogCommand {
     Sync,
     /// List tables and partitions.
     Show,
-}
-
-#[derive(Debug, Args)]
-pub struct QueryArgs {
-    /// The SQL statement.
-    pub sql: String,
 }
 
 #[derive(Debug, Args)]

@@ -129,6 +129,15 @@ pub struct RunArgs {
     /// `observability.listen` of the configuration file (default 0.0.0.0:9464).
     #[arg(long, env = "ETL_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Also load the committed batches into Redshift in this process (what `etl warehouse load
+    /// --follow` does, with `[warehouse.redshift]` of the configuration file): one service for
+    /// a small deployment. Needs an `s3://` lake. With --until-caught-up a last pass loads
+    /// everything committed before the process exits.
+    #[arg(long)]
+    pub load: bool,
+    /// With --load: endpoint override of the Redshift Data API (e.g. a local stand-in).
+    #[arg(long, requires = "load")]
+    pub redshift_endpoint_url: Option<String>,
     #[command(flatten)]
     pub endpoint: KinesisEndpoint,
 }
@@ -187,6 +196,18 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
         ..SourceOptions::default()
     };
     let raw_archive = setup.kinesis.raw_archive && !args.no_raw_archive;
+    let loader = match args.load {
+        true => Some(
+            crate::cmd_warehouse::run_loader(
+                setup,
+                streams.iter().map(|(name, _)| name.clone()).collect(),
+                args.redshift_endpoint_url.clone(),
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    let wake = loader.as_ref().map(|l| l.waker());
     let mut runs = Vec::new();
     let mut stops = Vec::new();
     for (stream, kinesis_stream) in streams {
@@ -204,6 +225,7 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
         .with_context(|| format!("opening Kinesis stream {kinesis_stream}"))?;
         stops.push(stop);
         let pipeline = pipeline.clone();
+        let wake = wake.clone();
         let span = tracing::info_span!(
             "stream",
             stream = stream.as_str(),
@@ -211,7 +233,13 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
         );
         runs.push(tokio::spawn(async move {
             let _gauges = crate::observe::kinesis_gauges(stream.as_str(), &committer);
-            let writer: Arc<dyn BatchWriter> = Arc::new(committer.clone());
+            let mut writer: Arc<dyn BatchWriter> = Arc::new(committer.clone());
+            if let Some(wake) = wake {
+                writer = Arc::new(crate::cmd_warehouse::WakeLoader {
+                    inner: writer,
+                    wake,
+                });
+            }
             let summary = pipeline
                 .ingest_with_writer(&stream, Box::new(source), None, writer)
                 .instrument(span)
@@ -220,9 +248,30 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
             anyhow::Ok((summary, committer.lag()))
         }));
     }
+    let (loader_stop, loader_task) = match loader {
+        Some(mut loader) => {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(
+                async move {
+                    let summary = loader
+                        .follow(async {
+                            let _ = rx.await;
+                        })
+                        .await;
+                    (loader, summary)
+                }
+                .instrument(tracing::info_span!("loader")),
+            );
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
     observe.ready();
+    let signalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signal_flag = signalled.clone();
     let signals = tokio::spawn(async move {
         crate::shutdown::requested().await;
+        signal_flag.store(true, std::sync::atomic::Ordering::SeqCst);
         tracing::warn!("stop requested: finishing the batches in flight and committing positions");
         for stop in &stops {
             stop.stop();
@@ -243,6 +292,19 @@ pub async fn run(setup: &Setup, args: RunArgs) -> Result<()> {
         }
     }
     signals.abort();
+    if let (Some(stop), Some(task)) = (loader_stop, loader_task) {
+        // The consumer stopped: the loader finishes the load in flight; after a normal end
+        // (--until-caught-up) a last pass loads every batch the consumer committed.
+        let _ = stop.send(());
+        let (mut loader, summary) = task.await.context("loader task")?;
+        let mut summary = summary?;
+        if failed.is_none() && !signalled.load(std::sync::atomic::Ordering::SeqCst) {
+            summary += loader.load_pending().await?;
+        }
+        if let Err(e) = crate::cmd_warehouse::report(&loader, &summary) {
+            failed.get_or_insert(e);
+        }
+    }
     observe.finish().await;
     match failed {
         Some(e) => Err(e),

@@ -112,6 +112,10 @@ pub struct LoadArgs {
     /// Seconds between passes with --follow (default: `warehouse.redshift.load_interval_secs`).
     #[arg(long)]
     pub interval_secs: Option<u64>,
+    /// Most pending batches of a table per load transaction (default:
+    /// `warehouse.redshift.load_group_max_batches`, else 50; 1 loads batch by batch).
+    #[arg(long)]
+    pub group_max_batches: Option<usize>,
     /// Without --follow: attempts per step while the warehouse is unavailable before giving up
     /// (with --follow the loader retries forever). A batch is never skipped.
     #[arg(long, default_value_t = 10)]
@@ -313,8 +317,8 @@ async fn migrate(setup: &Setup, views: Option<&std::path::Path>, args: MigrateAr
     Ok(())
 }
 
-async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
-    let observe = crate::observe::start(setup, args.follow, args.metrics_listen.as_deref()).await?;
+/// The loader `args` describe (the lake, the warehouse and the loader settings).
+pub(crate) async fn loader(setup: &Setup, args: &LoadArgs) -> Result<Loader> {
     let lake_url = lake_url(setup, &args.lake)?;
     let manifest_prefix = args
         .manifest_prefix
@@ -340,16 +344,82 @@ async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
                 .max(1),
         ),
         max_attempts: (!args.follow).then_some(args.attempts.max(1)),
+        group: etl_redshift::loader::GroupLimits {
+            max_batches: args
+                .group_max_batches
+                .unwrap_or(setup.warehouse.redshift.load_group_max_batches)
+                .max(1),
+            max_rows: setup.warehouse.redshift.load_group_max_rows,
+            max_bytes: setup.warehouse.redshift.load_group_max_bytes,
+        },
         ..LoaderSettings::default()
     };
-    let mut loader = Loader::new(Arc::new(warehouse), lake, &lake_url, streams, settings)?;
-    observe.ready();
-    let summary = if args.follow {
-        loader.follow(crate::shutdown::requested()).await?
-    } else {
-        loader.load_pending().await?
+    Ok(Loader::new(
+        Arc::new(warehouse),
+        lake,
+        &lake_url,
+        streams,
+        settings,
+    )?)
+}
+
+/// The loader of `etl run --load`: the configuration file's `[warehouse.redshift]` and lake,
+/// following, for `streams`.
+pub(crate) async fn run_loader(
+    setup: &Setup,
+    streams: Vec<String>,
+    redshift_endpoint_url: Option<String>,
+) -> Result<Loader> {
+    let args = LoadArgs {
+        redshift: RedshiftArgs {
+            cluster_id: None,
+            workgroup: None,
+            db_user: None,
+            secret_arn: None,
+            database: None,
+            schema: None,
+            aws_region: None,
+            redshift_endpoint_url,
+            s3_endpoint_url: None,
+            statement_timeout_secs: None,
+        },
+        lake: None,
+        iam_role_arn: None,
+        manifest_prefix: None,
+        streams,
+        follow: true,
+        interval_secs: None,
+        group_max_batches: None,
+        attempts: 1,
+        metrics_listen: None,
     };
-    observe.finish().await;
+    loader(setup, &args).await.context(
+        "--load: setting up the warehouse loader ([warehouse.redshift] and an s3:// lake.location)",
+    )
+}
+
+/// A batch writer that wakes the loader of the same process after each commit (`etl run
+/// --load`), so a committed batch is loaded at once rather than at the next interval.
+pub(crate) struct WakeLoader {
+    pub inner: Arc<dyn etl_pipeline::BatchWriter>,
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl etl_pipeline::BatchWriter for WakeLoader {
+    async fn write(
+        &self,
+        stream: &str,
+        batch: etl_pipeline::ProcessedBatch,
+    ) -> Result<etl_lake::BatchCommit, etl_pipeline::CommitError> {
+        let commit = self.inner.write(stream, batch).await?;
+        self.wake.notify_one();
+        Ok(commit)
+    }
+}
+
+/// Prints what the loader did and fails naming the tables a data failure stopped.
+pub(crate) fn report(loader: &Loader, summary: &etl_redshift::LoadSummary) -> Result<()> {
     println!(
         "{} batches loaded ({} rows), {} already loaded, {} without data files, {} retries",
         summary.loaded, summary.rows, summary.already_loaded, summary.empty, summary.retries
@@ -374,4 +444,17 @@ async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+async fn load(setup: &Setup, args: LoadArgs) -> Result<()> {
+    let observe = crate::observe::start(setup, args.follow, args.metrics_listen.as_deref()).await?;
+    let mut loader = loader(setup, &args).await?;
+    observe.ready();
+    let summary = if args.follow {
+        loader.follow(crate::shutdown::requested()).await?
+    } else {
+        loader.load_pending().await?
+    };
+    observe.finish().await;
+    report(&loader, &summary)
 }

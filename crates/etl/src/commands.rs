@@ -2,7 +2,7 @@
 
 use crate::cli::{
     CatalogCommand, Cli, Command, DeadLettersCommand, DemoArgs, GenerateArgs, GeneratorArgs,
-    IngestArgs, QueryArgs,
+    IngestArgs,
 };
 use crate::setup::Setup;
 use anyhow::{bail, Context, Result};
@@ -28,7 +28,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::DeadLetters {
             command: DeadLettersCommand::Replay { streams, json },
         } => replay_dead_letters(&setup, streams, json).await,
-        Command::Query(args) => query(&cli.global, &setup, args).await,
+        Command::Query(args) => crate::cmd_query::run(&cli.global, &setup, args).await,
         Command::Views(args) => views(&cli.global, &setup, args.rows).await,
         Command::Produce(args) => crate::cmd_kinesis::produce(&setup, args).await,
         Command::Run(args) => crate::cmd_kinesis::run(&setup, args).await,
@@ -355,13 +355,6 @@ pub(crate) async fn open_warehouse(
         None => etl_warehouse::embedded_views()?,
     };
     Ok(LocalWarehouse::open(setup.lake_dir.as_path(), &setup.schemas, &views).await?)
-}
-
-async fn query(global: &crate::cli::Global, setup: &Setup, args: QueryArgs) -> Result<()> {
-    let warehouse = open_warehouse(global, setup).await?;
-    let batches = warehouse.query(&args.sql).await?;
-    println!("{}", pretty_format_batches(&batches)?);
-    Ok(())
 }
 
 async fn views(global: &crate::cli::Global, setup: &Setup, rows: usize) -> Result<()> {

@@ -4,6 +4,7 @@ mod cli;
 mod cmd_compact;
 mod cmd_dashboards;
 mod cmd_kinesis;
+mod cmd_query;
 mod cmd_warehouse;
 mod commands;
 mod config;

@@ -77,6 +77,8 @@ pub struct Setup {
     pub observability: crate::observe::ObservabilityConfig,
     /// `[compaction]` of the configuration file.
     pub compaction: crate::config::compaction::CompactionConfig,
+    /// `[athena]` of the configuration file.
+    pub athena: crate::config::athena::AthenaConfig,
     key: MaskKey,
     transform_sql: Vec<etl_transform::TransformSql>,
 }
@@ -109,6 +111,7 @@ impl Setup {
         options.validate()?;
         let lake_target = config.lake.resolve(&global.dir)?;
         config.observability.address(None)?;
+        config.athena.validate()?;
         let aws_clients = match &lake_target {
             LakeTargetConfig::S3 { .. } => Some(
                 AwsClients::load(&config.aws)
@@ -151,6 +154,7 @@ impl Setup {
             key_is_demo,
             observability: config.observability,
             compaction: config.compaction,
+            athena: config.athena,
             key,
             transform_sql,
         })
@@ -187,6 +191,45 @@ impl Setup {
         }
     }
 
+    /// `lake.glue_database`, when the lake is on S3 with Glue.
+    pub fn glue_database(&self) -> Option<&str> {
+        match &self.lake_target {
+            LakeTargetConfig::S3 { glue_database, .. } => glue_database.as_deref(),
+            LakeTargetConfig::Local(_) => None,
+        }
+    }
+
+    /// The lake for the local query engine: the directory, or the S3 location with the lake's
+    /// endpoint and credentials.
+    pub fn local_query_lake(&self) -> etl_query::local::LocalLake {
+        match &self.lake_target {
+            LakeTargetConfig::Local(dir) => etl_query::local::LocalLake::Dir(dir.clone()),
+            LakeTargetConfig::S3 {
+                location,
+                encryption,
+                ..
+            } => etl_query::local::LocalLake::S3 {
+                location: location.clone(),
+                options: match &self.aws_clients {
+                    Some(clients) => {
+                        etl_glue::s3_options_for(clients, &self.aws, encryption.clone())
+                    }
+                    None => etl_glue::s3_options(&self.aws, encryption.clone()),
+                },
+            },
+        }
+    }
+
+    /// AWS clients: the ones loaded for the S3 lake, or loaded now from `[aws]`.
+    pub async fn aws_clients(&self) -> Result<AwsClients> {
+        match &self.aws_clients {
+            Some(c) => Ok(c.clone()),
+            None => AwsClients::load(&self.aws)
+                .await
+                .context("the [aws] settings of the configuration file"),
+        }
+    }
+
     /// Whether the lake is a local directory (the local warehouse and `etl query` read only those).
     pub fn lake_is_local(&self) -> bool {
         matches!(self.lake_target, LakeTargetConfig::Local(_))
@@ -202,7 +245,13 @@ impl Setup {
                     ..
                 },
                 Some(clients),
-            ) => Arc::new(GlueCatalog::new(clients.glue(), database, location)),
+            ) => {
+                let glue = GlueCatalog::new(clients.glue(), database, location);
+                match self.athena.projection() {
+                    Some(projection) => Arc::new(glue.with_projection(projection)),
+                    None => Arc::new(glue),
+                }
+            }
             _ => Arc::new(FileCatalog::new(lake.clone())),
         }
     }

@@ -40,6 +40,8 @@ async fn upload_fixture(
         table: table.into(),
         batch_id: batch_id.into(),
         files: Vec::new(),
+        batches: Vec::new(),
+        columns: Vec::new(),
     };
     for path in files {
         let key = format!(

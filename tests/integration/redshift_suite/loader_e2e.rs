@@ -12,6 +12,7 @@ use etl_generate::{Generator, GeneratorConfig, Stream};
 use etl_lake::{Lake, S3Encryption};
 use etl_pipeline::source::LineSource;
 use etl_pipeline::{Pipeline, PipelineOptions};
+use etl_redshift::loader::GroupLimits;
 use etl_redshift::{
     LoadSummary, Loader, LoaderSettings, RedshiftDataWarehouse, RedshiftError, LEDGER_TABLE,
 };
@@ -24,7 +25,9 @@ use crate::{Context, Failure, TestResult};
 
 /// A lake in a fresh moto bucket, a stand-in over `pg`, a migrated warehouse.
 pub(crate) struct World {
-    s3: etl_aws::s3::Client,
+    pub(crate) s3: etl_aws::s3::Client,
+    /// The bucket of the lake and of the load manifests (`manifests/<table>/`).
+    pub(crate) bucket: String,
     pub(crate) lake: Lake,
     pub(crate) lake_url: String,
     pipeline: Pipeline,
@@ -72,6 +75,7 @@ pub(crate) async fn world(
         .await?;
     Ok(World {
         s3,
+        bucket,
         lake,
         lake_url,
         pipeline,
@@ -82,6 +86,16 @@ pub(crate) async fn world(
 }
 
 impl World {
+    /// Port of the Data API stand-in.
+    pub(crate) fn standin_port(&self) -> Result<u16, Failure> {
+        self._standin
+            .endpoint()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("stand-in port")
+    }
+
     pub(crate) fn loader(&self, settings: LoaderSettings) -> Result<Loader, Failure> {
         let streams = vec!["app_events".to_string(), "call_events".to_string()];
         Ok(Loader::new(
@@ -173,7 +187,7 @@ async fn assert_exactly_the_lake(world: &World, client: &Client) -> TestResult {
 }
 
 /// `loader` following in a task until the sender is used (or dropped).
-fn follow_in_background(
+pub(crate) fn follow_in_background(
     mut loader: Loader,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
@@ -214,6 +228,7 @@ pub(crate) fn quick() -> LoaderSettings {
         retry_max: Duration::from_secs(2),
         max_attempts: Some(3),
         stopped_retry: Duration::from_secs(1),
+        group: GroupLimits::default(),
     }
 }
 

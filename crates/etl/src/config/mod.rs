@@ -1,5 +1,5 @@
 //! The configuration file (`--config`): one TOML file with a section per part (`[pipeline]`,
-//! `[lake]`, `[aws]`, `[kinesis]`, `[warehouse.redshift]`, `[observability]`, `[dashboards]`, `[compaction]`), every field documented on its struct, unknown keys refused,
+//! `[lake]`, `[aws]`, `[kinesis]`, `[warehouse.redshift]`, `[observability]`, `[dashboards]`, `[athena]`, `[compaction]`), every field documented on its struct, unknown keys refused,
 //! and `ETL_<SECTION>__<FIELD>` environment variables overriding fields.
 
 pub mod compaction;
@@ -10,6 +10,8 @@ use etl_lake::S3Encryption;
 use etl_pipeline::PipelineOptions;
 use serde::Deserialize;
 use std::path::PathBuf;
+
+pub mod athena;
 
 /// The optional configuration file (`--config`). Unknown keys are refused.
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +47,10 @@ pub struct ConfigFile {
     /// How `etl compact` merges small files; see [`compaction::CompactionConfig`].
     #[serde(default)]
     pub compaction: compaction::CompactionConfig,
+    /// Where `etl query --engine athena` runs and the partition projection of the Glue
+    /// tables; see [`athena::AthenaConfig`].
+    #[serde(default)]
+    pub athena: athena::AthenaConfig,
 }
 
 /// `[kinesis]` of the configuration file.
@@ -97,7 +103,8 @@ pub struct WarehouseConfig {
 /// database = "dev"
 /// schema = "analytics"
 /// iam_role_arn = "arn:aws:iam::123456789012:role/etl-redshift-copy"   # COPY reads the lake with it (load only)
-/// load_interval_secs = 60
+/// load_interval_secs = 2
+/// load_group_max_batches = 50      # pending batches of a table per load transaction
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,6 +140,18 @@ pub struct RedshiftConfig {
     /// [`DEFAULT_STATEMENT_TIMEOUT_SECS`].
     #[serde(default = "default_statement_timeout_secs")]
     pub statement_timeout_secs: u64,
+    /// Most pending batches of a table loaded in one transaction (one COPY, one MERGE);
+    /// 1 loads batch by batch. Default: the loader's `DEFAULT_GROUP_MAX_BATCHES` (50).
+    #[serde(default = "default_group_max_batches")]
+    pub load_group_max_batches: usize,
+    /// Most rows in one grouped load. Default: the loader's `DEFAULT_GROUP_MAX_ROWS`
+    /// (5,000,000).
+    #[serde(default = "default_group_max_rows")]
+    pub load_group_max_rows: u64,
+    /// Most Parquet bytes in one grouped load. Default: the loader's
+    /// `DEFAULT_GROUP_MAX_BYTES` (1 GiB).
+    #[serde(default = "default_group_max_bytes")]
+    pub load_group_max_bytes: u64,
 }
 
 /// Default of `warehouse.redshift.database`.
@@ -154,6 +173,15 @@ fn default_load_interval_secs() -> u64 {
 fn default_statement_timeout_secs() -> u64 {
     DEFAULT_STATEMENT_TIMEOUT_SECS
 }
+fn default_group_max_batches() -> usize {
+    etl_redshift::loader::DEFAULT_GROUP_MAX_BATCHES
+}
+fn default_group_max_rows() -> u64 {
+    etl_redshift::loader::DEFAULT_GROUP_MAX_ROWS
+}
+fn default_group_max_bytes() -> u64 {
+    etl_redshift::loader::DEFAULT_GROUP_MAX_BYTES
+}
 
 impl Default for RedshiftConfig {
     fn default() -> Self {
@@ -167,6 +195,9 @@ impl Default for RedshiftConfig {
             iam_role_arn: None,
             load_interval_secs: default_load_interval_secs(),
             statement_timeout_secs: default_statement_timeout_secs(),
+            load_group_max_batches: default_group_max_batches(),
+            load_group_max_rows: default_group_max_rows(),
+            load_group_max_bytes: default_group_max_bytes(),
         }
     }
 }

@@ -56,6 +56,7 @@ fn the_code_records_exactly_the_listed_metrics() {
         etl_redshift::metrics::register_tables(&tables);
         etl_redshift::metrics::pending("call_events", 3);
         etl_redshift::metrics::batch_done("call_events");
+        etl_redshift::metrics::batches_loaded("call_events", 2);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");

@@ -5,8 +5,10 @@
 mod aws_credentials;
 mod compact;
 mod dashboards;
+mod query;
 mod schema_evolution;
 mod third_stream;
+mod warehouse_ops;
 
 use std::path::Path;
 use std::process::{Command, Output};

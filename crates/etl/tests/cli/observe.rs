@@ -17,7 +17,7 @@ const SECRET_ARN: &str =
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:etl-redshift-obs-9Qk2Zt";
 
 /// `GET path` on `addr`: `Ok((status, body))`, or the connection error.
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+pub(super) fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
@@ -36,7 +36,7 @@ fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
 }
 
 /// The samples of a Prometheus text page: series (name with labels) → value.
-fn samples(page: &str) -> BTreeMap<String, f64> {
+pub(super) fn samples(page: &str) -> BTreeMap<String, f64> {
     page.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {
@@ -47,7 +47,7 @@ fn samples(page: &str) -> BTreeMap<String, f64> {
 }
 
 /// Sum of the samples of `name` whose labels include every one of `labels` (`k="v"` texts).
-fn sum(samples: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
+pub(super) fn sum(samples: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
     samples
         .iter()
         .filter(|(series, _)| {
@@ -78,7 +78,7 @@ fn lake_dead_letters(dir: &std::path::Path, stream: &str) -> BTreeMap<String, u6
 }
 
 /// Collects the child's stderr lines on a thread; sends the listener address when logged.
-fn collect_stderr(
+pub(super) fn collect_stderr(
     stderr: std::process::ChildStderr,
 ) -> (
     Arc<Mutex<Vec<String>>>,
@@ -106,7 +106,7 @@ fn collect_stderr(
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, for at most `secs` seconds.
-async fn wait_for<T>(
+pub(super) async fn wait_for<T>(
     secs: u64,
     what: &str,
     mut check: impl FnMut() -> Option<T>,
@@ -532,7 +532,8 @@ async fn etl_warehouse_load_follow_exports_loads_and_pending_batches() -> TestRe
             .iter()
             .all(|(table, n)| {
                 let t = format!("table=\"{table}\"");
-                sum(&s, "etl_redshift_load_duration_seconds_count", &[&t]) == *n
+                sum(&s, "etl_redshift_batches_loaded_total", &[&t]) == *n
+                    && sum(&s, "etl_redshift_load_duration_seconds_count", &[&t]) >= 1.0
                     && sum(&s, "etl_redshift_batches_pending", &[&t]) == 0.0
             })
             .then_some(page)
