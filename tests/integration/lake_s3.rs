@@ -108,6 +108,7 @@ async fn batches_written_to_s3_read_back_and_partitions_reach_glue() -> TestResu
                 name: "test",
                 first: 1,
                 last: 4,
+                schema_version: Some(1),
             },
             files,
             &[],

@@ -5,6 +5,7 @@
 //! the whole error chain (service code and message, or the server's log tail).
 
 mod athena_query;
+mod compaction_s3;
 mod glue_catalog;
 mod kinesis_kpl_agg;
 mod kinesis_resilience;

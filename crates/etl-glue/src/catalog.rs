@@ -12,6 +12,8 @@ use etl_schema::StreamSchema;
 use std::collections::HashSet;
 use tokio::sync::{Mutex, OnceCell};
 
+mod locations;
+
 /// Most partitions one `BatchCreatePartition` call accepts.
 pub const MAX_PARTITIONS_PER_CALL: usize = 100;
 

@@ -66,6 +66,11 @@ pub struct BatchCommit {
     /// and last position as text; `first_position`/`last_position` are then 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<PositionRange>,
+    /// Version of the stream schema (`schemas/<stream>.toml` `version`) the batch's files were
+    /// written with, so a reader (the warehouse loader, compaction) knows their columns; absent
+    /// in manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<u32>,
 }
 
 /// A batch's source range when positions are text (Kinesis: `<sequence>.<sub-sequence>`).
@@ -108,6 +113,8 @@ pub struct BatchSource<'a> {
     pub first: u64,
     /// Last position (inclusive).
     pub last: u64,
+    /// Version of the stream schema the files were written with (recorded in the manifest).
+    pub schema_version: Option<u32>,
 }
 
 impl Lake {
@@ -233,6 +240,7 @@ impl Lake {
             dead_letters,
             dead_letter_dt,
             None,
+            source.schema_version,
         )?;
         for f in files {
             self.put(&f.path, f.bytes).await?;

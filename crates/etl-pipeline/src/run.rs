@@ -146,6 +146,7 @@ impl Pipeline {
     ) -> Result<StreamSummary, PipelineError> {
         let started = Instant::now();
         let schema = self.schema(stream)?;
+        let schema_version = schema.version;
         // The table must exist (and match the schema) before any of its partitions is registered.
         self.catalog.sync_table(&schema).await?;
         let source_name = source.name().to_string();
@@ -231,6 +232,7 @@ impl Pipeline {
                         dead_letters: batch.dead,
                         dead_letter_dt: dead_dt.clone(),
                         checkpoint: batch.checkpoint,
+                        schema_version,
                     },
                 )
                 .await;

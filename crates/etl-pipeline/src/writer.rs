@@ -21,6 +21,9 @@ pub struct ProcessedBatch {
     /// Where the records are in the source, as the source made it: the writer commits it with
     /// the data.
     pub checkpoint: Box<dyn Checkpoint>,
+    /// Version of the stream schema the batch was validated and encoded with (recorded in the
+    /// batch's manifest).
+    pub schema_version: u32,
 }
 
 /// What the run does about a failed commit. The rule, in one place:
@@ -114,6 +117,7 @@ impl BatchWriter for LakeWriter {
                     name: &self.source_name,
                     first,
                     last,
+                    schema_version: Some(batch.schema_version),
                 },
                 batch.files,
                 &batch.dead_letters,

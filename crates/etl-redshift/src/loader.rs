@@ -436,6 +436,7 @@ impl Loader {
                     return Ok(());
                 }
                 // Commit records are small: read a chunk of them at once.
+                let loaded = &loaded;
                 let reads = chunk.iter().map(|path| async move {
                     let mut retries = 0;
                     let commit = Self::retry(
@@ -443,7 +444,7 @@ impl Loader {
                         stop,
                         "reading a commit record",
                         &mut retries,
-                        || self.read_commit(path),
+                        || self.read_commit(path, |c| !loaded.contains(&c.batch_id.to_string())),
                     )
                     .await;
                     (path.clone(), commit, retries)
@@ -505,9 +506,14 @@ impl Loader {
         Ok(())
     }
 
-    /// The commit record at `path`, and the columns of its files (read from the first file's
-    /// Parquet footer; empty without files).
-    async fn read_commit(&self, path: &str) -> Result<(BatchCommit, Vec<String>), RedshiftError> {
+    /// The commit record at `path`, and (when `pending`: not yet loaded) the columns of its files
+    /// read from the first file's Parquet footer (empty otherwise: a loaded batch's files may
+    /// be gone, e.g. compacted).
+    async fn read_commit(
+        &self,
+        path: &str,
+        pending: impl Fn(&BatchCommit) -> bool,
+    ) -> Result<(BatchCommit, Vec<String>), RedshiftError> {
         let bytes = self
             .lake
             .get(path)
@@ -516,7 +522,7 @@ impl Loader {
             .ok_or_else(|| RedshiftError::Lake(format!("{path} disappeared")))?;
         let commit = serde_json::from_slice::<BatchCommit>(&bytes)
             .map_err(|e| RedshiftError::Lake(format!("{path} is not a commit record: {e}")))?;
-        let columns = match commit.files.first() {
+        let columns = match commit.files.first().filter(|_| pending(&commit)) {
             Some(file) => self
                 .lake
                 .parquet_columns(&file.path, file.bytes)

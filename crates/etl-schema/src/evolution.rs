@@ -10,9 +10,9 @@ use crate::{LakeColumn, StreamSchema};
 /// A change that existing data cannot follow.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EvolutionError {
-    #[error("stream `{stream}`: column `{column}` was removed or renamed; columns can only be added at the end (restore it, or create a new stream)")]
+    #[error("stream `{stream}`: column `{column}` was removed or renamed; existing files, the Glue table and the warehouse keep it, so restore it. Supported path: keep `{column}` and add the new field as an optional field at the end of the schema (new version), then backfill it (`etl backfill`); to start over, create a new stream")]
     Removed { stream: String, column: String },
-    #[error("stream `{stream}`: column `{column}` changed type from {old} to {new}; a type change is breaking (add a new column instead)")]
+    #[error("stream `{stream}`: column `{column}` changed type from {old} to {new}; a type change is breaking (existing files hold {old}). Supported path: keep `{column}` as {old} and add a new optional field of type {new} at the end of the schema (new version), then backfill it (`etl backfill`)")]
     TypeChanged {
         stream: String,
         column: String,
@@ -26,7 +26,7 @@ pub enum EvolutionError {
         old: usize,
         new: usize,
     },
-    #[error("stream `{stream}`: field `{column}` is required but was not before, or is new and required; existing events may lack it, so keep it optional")]
+    #[error("stream `{stream}`: field `{column}` is required but was not before, or is new and required; existing events and files lack it. Supported path: keep `{column}` optional (required = false), add new fields as optional fields at the end, and backfill them (`etl backfill`)")]
     AddedRequired { stream: String, column: String },
     #[error("stream `{stream}`: version must grow when the schema changes (old {old}, new {new})")]
     Version { stream: String, old: u32, new: u32 },

@@ -5,7 +5,8 @@
 //!   [`embedded_views`]): one SELECT per file, sorted so views come after the views they read;
 //! - the [`Warehouse`] seam every backend implements (`migrate`, `load`, `query`);
 //! - [`LocalWarehouse`], the DataFusion backend that reads the Parquet lake in place
-//!   (`<lake>/<table>/dt=YYYY-MM-DD/hour=HH/*.parquet`) and serves the views;
+//!   (`<lake>/<table>/dt=YYYY-MM-DD/hour=HH/*.parquet`, compacted partitions from their
+//!   current generation: [`partitions`]) and serves the views;
 //! - [`batches_to_csv`], results in PostgreSQL's CSV layout, used by the golden tests;
 //! - [`LoadTarget`], what a continuous loader needs of a warehouse (its load ledger, the
 //!   idempotent load of one batch, the record of a table's permanent failure), so that the
@@ -24,6 +25,7 @@
 mod csv;
 mod error;
 mod local;
+pub mod partitions;
 mod views;
 
 pub use crate::csv::batches_to_csv;

@@ -1,11 +1,14 @@
 //! The local warehouse: DataFusion reading the Parquet lake in place.
 
 use crate::error::{sql_excerpt, Result, WarehouseError};
+use crate::partitions::{CatalogTable, COMPACTED_PREFIX, GENERATION_KEY};
 use crate::views::{check_references, order_views, ViewDef};
 use crate::{LoadRequest, Warehouse};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -16,6 +19,8 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use etl_schema::{StreamSchema, PARTITION_KEYS};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -66,10 +71,14 @@ pub const QUERY_MEMORY_LIMIT: usize = 256 << 20;
 /// default and without expiry, is switched off here), so files the lake writer adds are
 /// visible to the next query without any refresh step. A table directory that is empty or does
 /// not exist yet reads as zero rows. Files must end in `.parquet` (temporary files are skipped)
-/// and sit in the `dt=/hour=` layout.
+/// and sit in the `dt=/hour=` layout. Partitions that `etl compact` switched to a compacted
+/// generation are read from that generation only ([`crate::partitions`]).
 pub struct LocalWarehouse {
     ctx: SessionContext,
     root: String,
+    /// The lake's object store and the lake root's path in it (partition state objects).
+    store: Arc<dyn ObjectStore>,
+    store_root: ObjectPath,
     location: String,
     tables: RwLock<Vec<String>>,
     views: RwLock<Vec<ViewDef>>,
@@ -110,7 +119,7 @@ impl LocalWarehouse {
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
 
-        let root = match &lake {
+        let (root, store, store_root) = match &lake {
             LakeLocation::Dir(path) => {
                 let absolute = std::path::absolute(path)
                     .map_err(|e| lake_err(format!("cannot make the path absolute: {e}")))?;
@@ -120,7 +129,14 @@ impl LocalWarehouse {
                 let text = absolute
                     .to_str()
                     .ok_or_else(|| lake_err("the path is not valid UTF-8".into()))?;
-                text.trim_end_matches(std::path::MAIN_SEPARATOR).to_string()
+                let store_root = ObjectPath::from_absolute_path(&absolute)
+                    .map_err(|e| lake_err(format!("not a usable path: {e}")))?;
+                let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+                (
+                    text.trim_end_matches(std::path::MAIN_SEPARATOR).to_string(),
+                    store,
+                    store_root,
+                )
             }
             LakeLocation::Url { url, store } => {
                 let parsed = ListingTableUrl::parse(url).map_err(|e| {
@@ -128,13 +144,19 @@ impl LocalWarehouse {
                 })?;
                 let store_url = parsed.object_store();
                 let _previous = ctx.register_object_store(store_url.as_ref(), Arc::clone(store));
-                url.trim_end_matches('/').to_string()
+                (
+                    url.trim_end_matches('/').to_string(),
+                    Arc::clone(store),
+                    parsed.prefix().clone(),
+                )
             }
         };
 
         let warehouse = LocalWarehouse {
             ctx,
             root,
+            store,
+            store_root,
             location,
             tables: RwLock::new(Vec::new()),
             views: RwLock::new(Vec::new()),
@@ -266,23 +288,42 @@ impl LocalWarehouse {
             location: location.clone(),
             source: Box::new(source),
         };
-        let url = ListingTableUrl::parse(&location).map_err(table_err)?;
-        let partition_cols = PARTITION_KEYS
-            .iter()
-            .map(|k| (k.to_string(), DataType::Utf8))
-            .collect();
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(partition_cols);
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(schema.lake_arrow_schema());
-        let provider = ListingTable::try_new(config).map_err(table_err)?;
+        let listing = |location: &str, keys: &[&str], schema: SchemaRef| {
+            let url = ListingTableUrl::parse(location)?;
+            let partition_cols = keys
+                .iter()
+                .map(|k| (k.to_string(), DataType::Utf8))
+                .collect();
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet")
+                .with_table_partition_cols(partition_cols);
+            let config = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .with_schema(schema);
+            ListingTable::try_new(config).map(Arc::new)
+        };
+        let lake_schema = schema.lake_arrow_schema();
+        let base = listing(&location, &PARTITION_KEYS, lake_schema.clone()).map_err(table_err)?;
+        // Compacted generations: `_compacted/<table>/dt=…/hour=…/g=<n>/` (see `partitions`).
+        let generation_keys = [PARTITION_KEYS[0], PARTITION_KEYS[1], GENERATION_KEY];
+        let compacted = listing(
+            &format!("{}/{COMPACTED_PREFIX}/{table}/", self.root),
+            &generation_keys,
+            lake_schema,
+        )
+        .map_err(table_err)?;
+        let provider = CatalogTable {
+            table: table.clone(),
+            base,
+            compacted,
+            store: Arc::clone(&self.store),
+            root: self.store_root.clone(),
+        };
         self.ctx
             .deregister_table(table.as_str())
             .map_err(table_err)?;
         self.ctx
-            .register_table(table.as_str(), Arc::new(provider))
+            .register_table(table.as_str(), Arc::new(provider) as Arc<dyn TableProvider>)
             .map_err(table_err)?;
         let mut tables = self.tables.write().unwrap_or_else(|e| e.into_inner());
         if !tables.contains(&table) {

@@ -89,6 +89,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::cmd_warehouse::WarehouseCommand,
     },
+    /// Merge the small Parquet files of closed partition-hours; readers never notice (docs/compaction.md).
+    Compact(crate::cmd_compact::CompactArgs),
     /// QuickSight dashboards (dashboards/): validate against the views, render offline HTML, deploy.
     Dashboards {
         #[command(subcommand)]

@@ -128,7 +128,8 @@ pub struct LoadArgs {
 }
 
 /// An IAM role ARN that migrate never uses (it runs no COPY) but the settings require.
-const MIGRATE_ONLY_ROLE: &str = "arn:aws:iam::000000000000:role/etl-migrate-runs-no-copy";
+pub(crate) const MIGRATE_ONLY_ROLE: &str =
+    "arn:aws:iam::000000000000:role/etl-migrate-runs-no-copy";
 
 impl RedshiftArgs {
     /// The schema: `--schema`, else `warehouse.redshift.schema`.
@@ -187,7 +188,7 @@ impl RedshiftArgs {
         settings
     }
 
-    async fn warehouse(
+    pub(crate) async fn warehouse(
         &self,
         setup: &Setup,
         iam_role_arn: &str,

@@ -77,6 +77,8 @@ pub struct Setup {
     pub key_is_demo: bool,
     /// `[observability]` of the configuration file.
     pub observability: crate::observe::ObservabilityConfig,
+    /// `[compaction]` of the configuration file.
+    pub compaction: crate::config::compaction::CompactionConfig,
     /// `[athena]` of the configuration file.
     pub athena: crate::config::athena::AthenaConfig,
     key: MaskKey,
@@ -154,6 +156,7 @@ impl Setup {
             aws_clients,
             key_is_demo,
             observability: config.observability,
+            compaction: config.compaction,
             athena: config.athena,
             key,
             transform_sql,
@@ -253,6 +256,22 @@ impl Setup {
                 }
             }
             _ => Arc::new(FileCatalog::new(lake.clone())),
+        }
+    }
+
+    /// The Glue catalog when `lake.glue_database` is set (what `etl compact` switches partition
+    /// locations in).
+    pub fn glue_catalog(&self) -> Option<GlueCatalog> {
+        match (&self.lake_target, &self.aws_clients) {
+            (
+                LakeTargetConfig::S3 {
+                    location,
+                    glue_database: Some(database),
+                    ..
+                },
+                Some(clients),
+            ) => Some(GlueCatalog::new(clients.glue(), database, location)),
+            _ => None,
         }
     }
 

@@ -137,6 +137,7 @@ impl PositionCommitter {
                 batch.files,
                 batch.dead_letter_dt,
                 *info,
+                batch.schema_version,
             )
             .await;
         if result.is_err() {
@@ -162,6 +163,7 @@ impl PositionCommitter {
         data: Vec<etl_lake::EncodedFile>,
         dead_letter_dt: String,
         info: KinesisCheckpoint,
+        schema_version: u32,
     ) -> Result<BatchCommit, KinesisError> {
         let shared = &self.shared;
         let shard = shard.to_string();
@@ -211,6 +213,7 @@ impl PositionCommitter {
             &dead,
             &dead_letter_dt,
             raw,
+            Some(schema_version),
         )?;
         let mut delivery = shared.delivery(&shard);
         if let Some((at, point)) = shared.target.fail_at {

@@ -45,6 +45,7 @@ pub fn prepare_batch(
     dead_letters: &[DeadLetter],
     dead_letter_dt: &str,
     raw: Option<BatchFile>,
+    schema_version: Option<u32>,
 ) -> Result<(Vec<BatchFile>, BatchCommit), LakeError> {
     let mut out = Vec::with_capacity(files.len() + 3);
     let mut committed = Vec::with_capacity(files.len());
@@ -93,6 +94,7 @@ pub fn prepare_batch(
         dead_letter_file,
         dead_letters: dead_letters.len() as u64,
         range,
+        schema_version,
     };
     out.push(BatchFile {
         path: commit_file(stream, batch_id),

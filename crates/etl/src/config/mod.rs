@@ -1,6 +1,9 @@
 //! The configuration file (`--config`): one TOML file with a section per part (`[pipeline]`,
-//! `[lake]`, `[aws]`, `[kinesis]`, `[leases]`, `[warehouse.redshift]`, `[observability]`, `[dashboards]`, `[athena]`), every field documented on its struct, unknown keys refused,
+//! `[lake]`, `[aws]`, `[kinesis]`, `[leases]`, `[warehouse.redshift]`, `[observability]`, `[dashboards]`, `[athena]`, `[compaction]`), every field documented
+//! on its struct, unknown keys refused,
 //! and `ETL_<SECTION>__<FIELD>` environment variables overriding fields.
+
+pub mod compaction;
 
 use anyhow::{bail, Context, Result};
 use etl_aws::AwsSettings;
@@ -43,6 +46,9 @@ pub struct ConfigFile {
     /// them; see [`KinesisConfig`].
     #[serde(default)]
     pub kinesis: KinesisConfig,
+    /// How `etl compact` merges small files; see [`compaction::CompactionConfig`].
+    #[serde(default)]
+    pub compaction: compaction::CompactionConfig,
     /// Where `etl query --engine athena` runs and the partition projection of the Glue
     /// tables; see [`athena::AthenaConfig`].
     #[serde(default)]

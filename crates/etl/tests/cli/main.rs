@@ -3,9 +3,11 @@
 //! One test binary for the crate; the servers come from `etl-testbed`.
 
 mod aws_credentials;
+mod compact;
 mod dashboards;
 mod leases;
 mod query;
+mod schema_evolution;
 mod third_stream;
 mod warehouse_ops;
 
