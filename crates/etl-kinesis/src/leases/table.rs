@@ -123,6 +123,26 @@ impl LeaseTable {
         }
     }
 
+    /// [`LeaseTable::call`] of a conditional write: a failed condition is `Ok(None)`.
+    async fn conditional<T, E, R>(
+        &self,
+        operation: &'static str,
+        f: impl std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    ) -> Result<Option<T>, LeaseError>
+    where
+        E: etl_aws::dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        self.call(operation, async {
+            match f.await {
+                Ok(v) => Ok(Some(v)),
+                Err(e) if conditional_failed(&e) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
     /// Creates the table (key `leaseKey`, on-demand billing) unless it exists, and waits until
     /// it is active. Returns whether it was created. An existing table is found with
     /// `DescribeTable` first, so a role without `dynamodb:CreateTable` works once the table exists.
@@ -256,20 +276,7 @@ impl LeaseTable {
                 .item("startingHashKey", s(start))
                 .item("endingHashKey", s(end));
         }
-        match tokio::time::timeout(self.timeout, put.send()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if conditional_failed(&e) => Ok(()),
-            Ok(Err(e)) => Err(LeaseError::Call {
-                operation: "PutItem",
-                table: self.name.clone(),
-                message: etl_aws::describe_error(&e),
-            }),
-            Err(_) => Err(LeaseError::Call {
-                operation: "PutItem",
-                table: self.name.clone(),
-                message: format!("no answer within {} ms", self.timeout.as_millis()),
-            }),
-        }
+        self.conditional("PutItem", put.send()).await.map(|_| ())
     }
 
     /// One item by key (consistent read).
@@ -317,26 +324,18 @@ impl LeaseTable {
         for (name, value) in values {
             update = update.expression_attribute_values(name, value);
         }
-        let sent =
-            tokio::time::timeout(self.timeout, update.condition_expression(condition).send()).await;
+        let sent = self
+            .conditional("UpdateItem", update.condition_expression(condition).send())
+            .await?;
         match sent {
-            Ok(Ok(_)) => Ok(true),
-            Ok(Err(e)) if conditional_failed(&e) => {
+            Some(_) => Ok(true),
+            None => {
+                // The SDK may have retried a write that succeeded: re-read (KCL's rule).
                 let now = self.get(key).await?;
                 Ok(now.is_some_and(|i| {
                     i.counter == counter + 1 && i.owner.as_deref() == expected_after
                 }))
             }
-            Ok(Err(e)) => Err(LeaseError::Call {
-                operation: "UpdateItem",
-                table: self.name.clone(),
-                message: etl_aws::describe_error(&e),
-            }),
-            Err(_) => Err(LeaseError::Call {
-                operation: "UpdateItem",
-                table: self.name.clone(),
-                message: format!("no answer within {} ms", self.timeout.as_millis()),
-            }),
         }
     }
 
@@ -436,8 +435,8 @@ impl LeaseTable {
     /// Deletes the heartbeat item `key` of a consumer that stopped without removing it (killed),
     /// if its counter is still `counter`; a heartbeat that moved meanwhile stays.
     pub async fn delete_stale_heartbeat(&self, key: &str, counter: u64) -> Result<(), LeaseError> {
-        let sent = tokio::time::timeout(
-            self.timeout,
+        self.conditional(
+            "DeleteItem",
             self.client
                 .delete_item()
                 .table_name(&self.name)
@@ -447,21 +446,8 @@ impl LeaseTable {
                 .expression_attribute_values(":worker", s(ENTITY_WORKER))
                 .send(),
         )
-        .await;
-        match sent {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if conditional_failed(&e) => Ok(()),
-            Ok(Err(e)) => Err(LeaseError::Call {
-                operation: "DeleteItem",
-                table: self.name.clone(),
-                message: etl_aws::describe_error(&e),
-            }),
-            Err(_) => Err(LeaseError::Call {
-                operation: "DeleteItem",
-                table: self.name.clone(),
-                message: format!("no answer within {} ms", self.timeout.as_millis()),
-            }),
-        }
+        .await
+        .map(|_| ())
     }
 
     /// Deletes `owner`'s heartbeat for `stream` (at shutdown: peers stop counting it at once).
