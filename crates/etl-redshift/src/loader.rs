@@ -157,6 +157,8 @@ pub struct Loader {
     wake: Arc<tokio::sync::Notify>,
     /// Whether [`LoadTarget::prepare`] ran (once, before the first pass).
     prepared: bool,
+    /// The current schema version of each table (see [`Loader::with_schema_versions`]).
+    versions: BTreeMap<String, u32>,
 }
 
 /// What one pass changes in the loader's memory.
@@ -210,7 +212,19 @@ impl Loader {
             cleared: BTreeSet::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
             prepared: false,
+            versions: BTreeMap::new(),
         })
+    }
+
+    /// The current schema version of each table: a batch whose manifest records that version
+    /// has the table's columns, so its Parquet footer is not read (without it, every pending
+    /// batch's footer is read to learn its columns).
+    pub fn with_schema_versions(
+        mut self,
+        versions: impl IntoIterator<Item = (String, u32)>,
+    ) -> Self {
+        self.versions = versions.into_iter().collect();
+        self
     }
 
     /// A handle that starts [`Loader::follow`]'s next pass at once instead of after the
@@ -522,7 +536,13 @@ impl Loader {
             .ok_or_else(|| RedshiftError::Lake(format!("{path} disappeared")))?;
         let commit = serde_json::from_slice::<BatchCommit>(&bytes)
             .map_err(|e| RedshiftError::Lake(format!("{path} is not a commit record: {e}")))?;
-        let columns = match commit.files.first().filter(|_| pending(&commit)) {
+        let current = commit.schema_version.is_some()
+            && commit.schema_version == self.versions.get(&commit.stream).copied();
+        let columns = match commit
+            .files
+            .first()
+            .filter(|_| pending(&commit) && !current)
+        {
             Some(file) => self
                 .lake
                 .parquet_columns(&file.path, file.bytes)

@@ -354,13 +354,10 @@ pub(crate) async fn loader(setup: &Setup, args: &LoadArgs) -> Result<Loader> {
         },
         ..LoaderSettings::default()
     };
-    Ok(Loader::new(
-        Arc::new(warehouse),
-        lake,
-        &lake_url,
-        streams,
-        settings,
-    )?)
+    Ok(
+        Loader::new(Arc::new(warehouse), lake, &lake_url, streams, settings)?
+            .with_schema_versions(setup.schemas.iter().map(|s| (s.stream.clone(), s.version))),
+    )
 }
 
 /// The loader of `etl run --load`: the configuration file's `[warehouse.redshift]` and lake,
