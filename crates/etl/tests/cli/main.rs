@@ -5,6 +5,7 @@
 mod aws_credentials;
 mod compact;
 mod dashboards;
+mod evolution_e2e;
 mod leases;
 mod query;
 mod schema_evolution;

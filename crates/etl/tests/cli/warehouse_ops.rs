@@ -12,14 +12,23 @@ use std::time::Duration;
 
 /// An S3 lake in a fresh moto bucket, a fresh database behind a Data API stand-in, and the
 /// configuration file naming both.
-struct Bed {
-    tmp: tempfile::TempDir,
-    config: String,
-    db: etl_testbed::PgDatabase,
-    standin: etl_redshift_standin::RedshiftDataStandIn,
+pub(super) struct Bed {
+    pub(super) tmp: tempfile::TempDir,
+    pub(super) config: String,
+    pub(super) db: etl_testbed::PgDatabase,
+    pub(super) standin: etl_redshift_standin::RedshiftDataStandIn,
 }
 
 async fn bed(prefix: &str, extra_config: &str) -> Result<Bed, Box<dyn std::error::Error>> {
+    bed_with(prefix, "", extra_config).await
+}
+
+/// [`bed`] with `lake_config` lines added to its `[lake]` section.
+pub(super) async fn bed_with(
+    prefix: &str,
+    lake_config: &str,
+    extra_config: &str,
+) -> Result<Bed, Box<dyn std::error::Error>> {
     let moto = etl_testbed::moto().await?;
     let clients = moto.clients().await?;
     let bucket = etl_testbed::unique_name(prefix);
@@ -34,7 +43,7 @@ async fn bed(prefix: &str, extra_config: &str) -> Result<Bed, Box<dyn std::error
     std::fs::write(
         &config,
         format!(
-            "[lake]\nlocation = \"s3://{bucket}/events\"\n\n\
+            "[lake]\nlocation = \"s3://{bucket}/events\"\n{lake_config}\n\n\
              [warehouse.redshift]\ncluster_id = \"test-cluster\"\ndb_user = \"etl\"\n\
              database = \"{}\"\niam_role_arn = \"arn:aws:iam::123456789012:role/lake-reader\"\n\
              {extra_config}\n\n{}",
@@ -53,7 +62,10 @@ async fn bed(prefix: &str, extra_config: &str) -> Result<Bed, Box<dyn std::error
 
 impl Bed {
     /// `etl --config <bed> <args>`, Data API endpoint appended for warehouse commands.
-    async fn etl(&self, args: &[&str]) -> Result<std::process::Output, Box<dyn std::error::Error>> {
+    pub(super) async fn etl(
+        &self,
+        args: &[&str],
+    ) -> Result<std::process::Output, Box<dyn std::error::Error>> {
         let mut all = vec!["--config", self.config.as_str()];
         all.extend_from_slice(args);
         if args.first() == Some(&"warehouse") {
@@ -63,7 +75,7 @@ impl Bed {
     }
 
     /// Runs `args` and returns stdout; fails with stderr unless it succeeded.
-    async fn ok(&self, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+    pub(super) async fn ok(&self, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
         let out = self.etl(args).await?;
         if !out.status.success() {
             return Err(format!("etl {args:?}: {}", text(&out.stderr)).into());
@@ -96,7 +108,10 @@ impl Bed {
     }
 
     /// (rows, distinct event ids) of `table` in the warehouse.
-    async fn counts(&self, table: &str) -> Result<(i64, i64), Box<dyn std::error::Error>> {
+    pub(super) async fn counts(
+        &self,
+        table: &str,
+    ) -> Result<(i64, i64), Box<dyn std::error::Error>> {
         let row = self
             .db
             .client
