@@ -215,13 +215,6 @@ pub fn ledger_count_sql(schema: &Ident, request: &LoadRequest) -> Result<String,
     ))
 }
 
-/// The query telling whether a batch is in the ledger (parameters `:table`, `:batch_id`).
-pub fn ledger_check_sql(schema: &Ident) -> String {
-    format!(
-        "SELECT COUNT(*) AS n FROM {schema}.\"{LEDGER_TABLE}\" WHERE \"table_name\" = :table AND \"batch_id\" = :batch_id"
-    )
-}
-
 /// The batch ids of one table in the ledger (parameter `:table`).
 pub fn ledger_loaded_sql(schema: &Ident) -> String {
     format!("SELECT \"batch_id\" FROM {schema}.\"{LEDGER_TABLE}\" WHERE \"table_name\" = :table")

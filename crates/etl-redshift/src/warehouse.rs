@@ -7,9 +7,7 @@ use crate::ddl::{
 };
 use crate::error::{to_warehouse, RedshiftError};
 use crate::ident::{iam_role_arn, s3_url, Ident};
-use crate::load::{
-    ledger_check_sql, ledger_count_sql, ledger_loaded_sql, load_sqls, LoadSpec, Manifest,
-};
+use crate::load::{ledger_count_sql, ledger_loaded_sql, load_sqls, LoadSpec, Manifest};
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use etl_aws::redshiftdata::types::Field;
@@ -281,23 +279,6 @@ impl RedshiftDataWarehouse {
             }
         }
         Ok(())
-    }
-
-    /// Whether `batch_id` of `table` is in the load ledger.
-    pub async fn is_loaded(&self, table: &str, batch_id: &str) -> Result<bool, RedshiftError> {
-        let id = self
-            .api
-            .execute(
-                &ledger_check_sql(&self.schema),
-                &[("table", table), ("batch_id", batch_id)],
-            )
-            .await?;
-        let result = self.api.fetch(&id).await?;
-        Ok(match result.rows.first().and_then(|r| r.first()) {
-            Some(Field::LongValue(n)) => *n > 0,
-            Some(Field::StringValue(s)) => s != "0",
-            _ => false,
-        })
     }
 
     /// Whether the ledger has every batch of `request`.
