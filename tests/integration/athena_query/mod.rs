@@ -421,17 +421,7 @@ async fn projection_reaches_tables_created_before_it_was_on() -> TestResult {
         TableChange::Extended(Vec::new())
     );
     assert_eq!(projected.sync_table(calls).await?, TableChange::Unchanged);
-    let table = glue
-        .get_table()
-        .database_name(&database)
-        .name("call_events")
-        .send()
-        .await
-        .context("GetTable")?;
-    let params = table
-        .table()
-        .and_then(|t| t.parameters())
-        .context("table parameters")?;
+    let params = table_parameters(&glue, &database, "call_events").await?;
     assert_eq!(
         params.get("storage.location.template").map(String::as_str),
         Some("s3://lake-bucket/events/call_events/dt=${dt}/hour=${hour}/")
@@ -446,17 +436,31 @@ async fn projection_reaches_tables_created_before_it_was_on() -> TestResult {
         TableChange::Extended(Vec::new())
     );
     assert_eq!(plain.sync_table(calls).await?, TableChange::Unchanged);
-    let table = glue
+    let params = table_parameters(&glue, &database, "call_events").await?;
+    assert_ne!(
+        params.get("projection.enabled").map(String::as_str),
+        Some("true"),
+        "projection is off"
+    );
+    Ok(())
+}
+
+/// The parameters of Glue table `database.table`.
+async fn table_parameters(
+    glue: &etl_aws::glue::Client,
+    database: &str,
+    table: &str,
+) -> Result<std::collections::HashMap<String, String>, crate::Failure> {
+    let out = glue
         .get_table()
-        .database_name(&database)
-        .name("call_events")
+        .database_name(database)
+        .name(table)
         .send()
         .await
         .context("GetTable")?;
-    let enabled = table
+    Ok(out
         .table()
         .and_then(|t| t.parameters())
-        .and_then(|p| p.get("projection.enabled").cloned());
-    assert_ne!(enabled.as_deref(), Some("true"), "projection is off");
-    Ok(())
+        .cloned()
+        .unwrap_or_default())
 }
