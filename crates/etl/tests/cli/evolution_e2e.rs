@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// App events `<prefix>-<i>` in one hour, each with the key `campaign` (unknown to version 2,
 /// which keeps it in `extras`).
-async fn put_events(
+pub(super) async fn put_events(
     kinesis: &etl_aws::kinesis::Client,
     stream: &str,
     prefix: &str,
@@ -70,7 +70,7 @@ fn copy_with(
 }
 
 /// The `--schemas`/`--transform-sql`/`--views` folders of version 3.
-fn version_3(bed: &Bed) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+pub(super) fn version_3(bed: &Bed) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let root = bed.tmp.path().join("v3");
     let schemas = copy_with("schemas", &root.join("schemas"), "app_events.toml", |t| {
         format!(

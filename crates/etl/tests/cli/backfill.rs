@@ -1,0 +1,227 @@
+//! `etl backfill` after a transform change (issue 15): `app_events` gains the field `campaign`
+//! (version 3). Version 2 consumed the "old" events (in the backfill's range) and the "mid" events
+//! (after it); then version 3 is deployed: a v3 `etl run --load` consumes "late" events **while**
+//! a v3 backfill re-processes the range from the raw archive. Afterwards, in the lake (local engine
+//! over S3 + Glue) and in Redshift (the stand-in): every event once, the old events carry the new
+//! column, the mid events are untouched (NULL), the late ones have it from the live consumer, and
+//! the ledger records re-loads apart from first loads. A second identical backfill changes no
+//! object and no warehouse count.
+
+use super::evolution_e2e::{put_events, version_3};
+use super::warehouse_ops::{bed_with, Bed};
+use super::TestResult;
+use std::collections::BTreeMap;
+
+fn bucket(bed: &Bed) -> Result<String, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(&bed.config)?;
+    let start = text.find("s3://").ok_or("no s3 location")? + 5;
+    let end = text[start..].find('/').ok_or("no prefix")? + start;
+    Ok(text[start..end].to_string())
+}
+
+/// Every object of the bucket: key → (size, ETag).
+async fn objects(
+    s3: &etl_aws::s3::Client,
+    bucket: &str,
+) -> Result<BTreeMap<String, (i64, String)>, Box<dyn std::error::Error>> {
+    let mut out = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_continuation_token(token)
+            .send()
+            .await?;
+        for o in page.contents() {
+            out.insert(
+                o.key().unwrap_or_default().to_string(),
+                (
+                    o.size().unwrap_or_default(),
+                    o.e_tag().unwrap_or_default().to_string(),
+                ),
+            );
+        }
+        match page.next_continuation_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// `(prefix, events, with campaign)` per event-id prefix, from Redshift.
+async fn warehouse_by_prefix(
+    bed: &Bed,
+) -> Result<Vec<(String, i64, i64)>, Box<dyn std::error::Error>> {
+    Ok(bed
+        .db
+        .client
+        .query(
+            "SELECT split_part(event_id, '-', 1), count(*), count(campaign) \
+             FROM analytics.app_events GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+fn millis_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_warehouse_once(
+) -> TestResult {
+    let database = etl_testbed::unique_ident("backfill");
+    let bed = bed_with(
+        "cli-backfill",
+        &format!("glue_database = \"{database}\""),
+        "",
+    )
+    .await?;
+    let bucket = bucket(&bed)?;
+    let s3 = etl_testbed::moto().await?.clients().await?.s3();
+    let kinesalite = etl_testbed::kinesis().await?;
+    let kinesis = kinesalite.client().await?;
+    let stream = etl_testbed::unique_name("backfill-app");
+    etl_testbed::create_stream(&kinesis, &stream, 2).await?;
+    let pair = format!("app_events={stream}");
+    let run = [
+        "run",
+        "--until-caught-up",
+        "--load",
+        "--redshift-endpoint-url",
+        bed.standin.endpoint(),
+        "--aws-endpoint-url",
+        kinesalite.endpoint(),
+        "--stream",
+        pair.as_str(),
+    ];
+    bed.ok(&["warehouse", "migrate"]).await?;
+    let from = rfc3339(millis_now() - 60_000);
+
+    // Version 2: the old events (in the range), then the mid events (after it).
+    put_events(&kinesis, &stream, "old", 300).await?;
+    bed.ok(&run).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let to = rfc3339(millis_now());
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    put_events(&kinesis, &stream, "mid", 100).await?;
+    bed.ok(&run).await?;
+    assert_eq!(bed.counts("app_events").await?, (400, 400));
+
+    // Version 3 deployed: the live consumer takes the late events while the backfill runs.
+    let v3 = version_3(&bed)?;
+    let v3: Vec<&str> = v3.iter().map(String::as_str).collect();
+    let backfill: Vec<&str> = [
+        &v3[..],
+        &[
+            "backfill",
+            "--stream",
+            "app_events",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--json",
+        ],
+    ]
+    .concat();
+    let dry = bed.ok(&[&backfill[..], &["--dry-run"]].concat()).await?;
+    assert!(
+        dry.contains("raw objects") && dry.contains("records expected: 300"),
+        "{dry}"
+    );
+    put_events(&kinesis, &stream, "late", 100).await?;
+    let live: Vec<&str> = [&v3[..], &run[..]].concat();
+    let (live, first) = tokio::join!(bed.ok(&live), bed.ok(&backfill));
+    live?;
+    let first: serde_json::Value = serde_json::from_str(&first?)?;
+    assert_eq!(first["records"]["read"], 300, "{first}");
+    assert_eq!(first["records"]["written"], 300, "{first}");
+    assert!(first["batches_rewritten"].as_u64() > Some(0), "{first}");
+    bed.ok(&[&["warehouse", "load"][..], &v3].concat()).await?;
+
+    // Redshift: each event once; the range re-processed, the mid events untouched.
+    let expected = vec![
+        ("late".to_string(), 100, 100),
+        ("mid".to_string(), 100, 0),
+        ("old".to_string(), 300, 300),
+    ];
+    assert_eq!(warehouse_by_prefix(&bed).await?, expected);
+    assert_eq!(bed.counts("app_events").await?, (500, 500));
+    let reloads: i64 = bed
+        .db
+        .client
+        .query_one(
+            "SELECT count(*) FROM analytics.etl_load_ledger \
+             WHERE table_name = 'app_events' AND strpos(batch_id, '@') > 0",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(reloads, first["batches_rewritten"].as_i64().unwrap_or(-1));
+
+    // The lake through the local engine (over S3, as Glue describes it).
+    let lake_counts = || async {
+        bed.ok(&[
+            &[
+                "query",
+                "SELECT split_part(event_id, '-', 1) AS p, COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids, \
+                 COUNT(campaign) AS c FROM app_events GROUP BY 1 ORDER BY 1",
+                "--format",
+                "csv",
+            ][..],
+            &v3,
+        ]
+        .concat())
+        .await
+    };
+    let lake = lake_counts().await?;
+    assert_eq!(
+        lake.lines().skip(1).collect::<Vec<_>>(),
+        vec!["late,100,100,100", "mid,100,100,0", "old,300,300,300"],
+        "{lake}"
+    );
+
+    // A second identical backfill: nothing written, same objects, same warehouse.
+    let before = objects(&s3, &bucket).await?;
+    let second: serde_json::Value = serde_json::from_str(&bed.ok(&backfill).await?)?;
+    assert_eq!(second["batches_rewritten"], 0, "{second}");
+    assert_eq!(
+        second["batches_done_before"], first["batches_rewritten"],
+        "{second}"
+    );
+    bed.ok(&[&["warehouse", "load"][..], &v3].concat()).await?;
+    assert_eq!(objects(&s3, &bucket).await?, before);
+    assert_eq!(warehouse_by_prefix(&bed).await?, expected);
+    assert_eq!(lake_counts().await?, lake);
+    Ok(())
+}
