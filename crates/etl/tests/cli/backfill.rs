@@ -225,3 +225,237 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
     assert_eq!(lake_counts().await?, lake);
     Ok(())
 }
+
+/// Writes `files` generated app-event files (distinct seeds) into `dir`, every other one
+/// gzip-compressed; returns the number of lines.
+fn history(
+    tmp: &std::path::Path,
+    dir: &std::path::Path,
+    files: u64,
+    events: u64,
+) -> Result<u64, Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir)?;
+    let mut lines = 0;
+    for i in 0..files {
+        let out = tmp.join(format!("gen-{i}"));
+        let out_s = out.to_str().ok_or("utf-8")?;
+        let seed = (i + 7).to_string();
+        let events = events.to_string();
+        let o = super::etl(
+            tmp,
+            &[
+                "generate", "--events", &events, "--seed", &seed, "--out", out_s,
+            ],
+        );
+        assert!(o.status.success(), "{}", super::text(&o.stderr));
+        let text = std::fs::read(out.join("app_events.ndjson"))?;
+        lines += text
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count() as u64;
+        if i % 2 == 0 {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, &text)?;
+            std::fs::write(dir.join(format!("part-{i}.ndjson.gz")), gz.finish()?)?;
+        } else {
+            std::fs::write(dir.join(format!("part-{i}.ndjson")), text)?;
+        }
+    }
+    Ok(lines)
+}
+
+/// `count, distinct ids, min id, max id` of app_events in the lake of `dir`.
+fn lake_ids(dir: &std::path::Path) -> Result<String, Box<dyn std::error::Error>> {
+    let o = super::etl(
+        dir,
+        &[
+            "query",
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids, MIN(event_id) AS lo, MAX(event_id) AS hi FROM app_events",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(o.status.success(), "{}", super::text(&o.stderr));
+    Ok(super::text(&o.stdout)
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string())
+}
+
+fn json_of(o: &std::process::Output) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    if !o.status.success() {
+        return Err(format!("etl backfill: {}", super::text(&o.stderr)).into());
+    }
+    Ok(serde_json::from_slice(&o.stdout)?)
+}
+
+#[test]
+fn historical_files_in_two_slices_and_after_a_kill_9_are_each_ingested_once() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let input = tmp.path().join("history");
+    let lines = history(tmp.path(), &input, 6, 12_000)?;
+    let source = input.to_str().ok_or("utf-8")?;
+    let args = |extra: &[&str]| -> Vec<String> {
+        [
+            "backfill",
+            "--stream",
+            "app_events",
+            "--source",
+            source,
+            "--json",
+            "--parallelism",
+            "1",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+    };
+
+    // Two slices as two processes at once.
+    let sliced = tmp.path().join("sliced");
+    let slice = |i: &'static str| {
+        let (dir, args) = (
+            sliced.clone(),
+            args(&["--task-index", i, "--task-count", "2"]),
+        );
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            super::etl(&dir, &args)
+        })
+    };
+    let (a, b) = (slice("0"), slice("1"));
+    let (a, b) = (
+        json_of(&a.join().map_err(|_| "slice 0 panicked")?)?,
+        json_of(&b.join().map_err(|_| "slice 1 panicked")?)?,
+    );
+    assert_eq!(a["units"].as_u64().zip(b["units"].as_u64()), Some((3, 3)));
+    let field = |v: &serde_json::Value, f: &str| v["records"][f].as_u64().unwrap_or(0);
+    assert_eq!(field(&a, "read") + field(&b, "read"), lines, "{a} {b}");
+    for s in [&a, &b] {
+        assert_eq!(
+            field(s, "read"),
+            field(s, "written")
+                + field(s, "duplicates")
+                + field(s, "filtered")
+                + field(s, "dead_lettered"),
+            "{s}"
+        );
+    }
+    let written = field(&a, "written") + field(&b, "written");
+    let sliced_ids = lake_ids(&sliced)?;
+    assert!(
+        sliced_ids.starts_with(&format!("{written},{written},")),
+        "{sliced_ids} vs {written} written"
+    );
+
+    // One process killed with SIGKILL after its first file, then run again.
+    let killed = tmp.path().join("killed");
+    std::fs::create_dir_all(&killed)?;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
+        .current_dir(&killed)
+        .arg("--dir")
+        .arg(&killed)
+        .args(args(&[]))
+        .env_remove("ETL_CONFIG")
+        .env_remove("ETL_DIR")
+        .env_remove("ETL_MASK_KEY_FILE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let markers = killed.join("lake/_backfill/app_events/files");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_dir(&markers).map(|d| d.count()).unwrap_or(0) == 0 {
+        assert!(
+            child.try_wait()?.is_none(),
+            "the backfill ended before it could be killed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no file finished in 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill()?;
+    child.wait()?;
+    let resumed = json_of(&super::etl(
+        &killed,
+        &args(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
+    ))?;
+    let done = resumed["files_done_before"].as_u64().unwrap_or(0);
+    assert!((1..6).contains(&done), "{resumed}");
+    assert_eq!(
+        lake_ids(&killed)?,
+        sliced_ids,
+        "killed and resumed = sliced"
+    );
+
+    // A rerun changes nothing.
+    let again = json_of(&super::etl(
+        &killed,
+        &args(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
+    ))?;
+    assert_eq!(again["files_done_before"], 6, "{again}");
+    assert_eq!(lake_ids(&killed)?, sliced_ids);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn historical_gzip_files_in_s3_are_backfilled_once() -> TestResult {
+    let bed = bed_with("cli-backfill-s3", "", "").await?;
+    let s3 = etl_testbed::moto().await?.clients().await?.s3();
+    let history_bucket = etl_testbed::unique_name("history");
+    s3.create_bucket().bucket(&history_bucket).send().await?;
+    let local = bed.tmp.path().join("history");
+    let lines = history(bed.tmp.path(), &local, 2, 5_000)?;
+    for entry in std::fs::read_dir(&local)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).ok_or("name")?;
+        let gz = if name.ends_with(".gz") {
+            std::fs::read(&path)?
+        } else {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut e, &std::fs::read(&path)?)?;
+            e.finish()?
+        };
+        s3.put_object()
+            .bucket(&history_bucket)
+            .key(format!(
+                "firehose/2026/11/{}",
+                name.trim_end_matches(".gz").to_string() + ".gz"
+            ))
+            .body(gz.into())
+            .send()
+            .await?;
+    }
+    let source = format!("s3://{history_bucket}/firehose/");
+    let run = [
+        "backfill",
+        "--stream",
+        "app_events",
+        "--source",
+        source.as_str(),
+        "--json",
+    ];
+    let first: serde_json::Value = serde_json::from_str(&bed.ok(&run).await?)?;
+    assert_eq!(first["records"]["read"], lines, "{first}");
+    let written = first["records"]["written"].as_i64().ok_or("written")?;
+    let count = |out: String| out.lines().nth(1).map(str::to_string);
+    let query = [
+        "query",
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids FROM app_events",
+        "--format",
+        "csv",
+    ];
+    assert_eq!(
+        count(bed.ok(&query).await?),
+        Some(format!("{written},{written}"))
+    );
+    let second: serde_json::Value = serde_json::from_str(&bed.ok(&run).await?)?;
+    assert_eq!(second["files_done_before"], 2, "{second}");
+    bed.ok(&["warehouse", "migrate"]).await?;
+    bed.ok(&["warehouse", "load"]).await?;
+    assert_eq!(bed.counts("app_events").await?, (written, written));
+    Ok(())
+}
