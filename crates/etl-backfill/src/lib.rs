@@ -25,6 +25,7 @@
 //! manifests), does not compact, and does not rewrite the newest batch of a shard (the
 //! consumer's recovery checks that batch's bytes against its commit record).
 
+pub mod kinesis;
 pub mod plan;
 pub mod run;
 pub mod source;

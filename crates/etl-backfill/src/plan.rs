@@ -15,6 +15,8 @@ pub enum SourceSpec {
     Raw,
     /// Historical NDJSON files (gzip or not): a local folder or file, or an `s3://` prefix.
     Files(String),
+    /// The Kinesis stream again (`AT_TIMESTAMP`), cut into the committed batches.
+    Kinesis,
 }
 
 /// One committed batch of the raw archive, as its manifest describes it.
@@ -75,6 +77,13 @@ pub enum Unit {
     },
     /// One historical file.
     File(FileInput),
+    /// One shard's committed batches, read again from Kinesis.
+    Kinesis {
+        /// The shard's commit log (`<kinesis stream>/<shard id>`).
+        shard: String,
+        /// Batches in its commit log.
+        batches: u64,
+    },
 }
 
 impl Unit {
@@ -83,6 +92,7 @@ impl Unit {
         match self {
             Unit::Raw { batches, .. } => batches.iter().map(|b| b.raw_bytes).sum(),
             Unit::File(f) => f.bytes,
+            Unit::Kinesis { .. } => 0,
         }
     }
 }
@@ -128,7 +138,7 @@ impl Plan {
             .iter()
             .map(|u| match u {
                 Unit::Raw { batches, .. } => batches.len(),
-                Unit::File(_) => 0,
+                Unit::File(_) | Unit::Kinesis { .. } => 0,
             })
             .sum()
     }
@@ -154,7 +164,7 @@ impl Plan {
     fn raw_refs(&self) -> impl Iterator<Item = &RawBatchRef> {
         self.units.iter().flat_map(|u| match u {
             Unit::Raw { batches, .. } => batches.as_slice(),
-            Unit::File(_) => &[],
+            Unit::File(_) | Unit::Kinesis { .. } => &[],
         })
     }
 }
@@ -174,10 +184,15 @@ impl fmt::Display for Plan {
                     unit.bytes()
                 )?,
                 Unit::File(file) => writeln!(f, "  {}: {} bytes", file.name(), file.bytes)?,
+                Unit::Kinesis { shard, batches } => writeln!(
+                    f,
+                    "  {shard}: {batches} committed batches in its log (those whose first record arrived in the range are read again)"
+                )?,
             }
         }
         let objects = match self.units.first() {
             Some(Unit::File(_)) => format!("{} files", self.units.len()),
+            Some(Unit::Kinesis { .. }) => format!("{} shards", self.units.len()),
             _ => format!("{} raw objects", self.batches()),
         };
         writeln!(
@@ -364,6 +379,43 @@ pub async fn plan_raw(
     Ok(plan)
 }
 
+/// Plans a backfill from Kinesis: one unit per shard of `kinesis_stream` with a commit log in
+/// the lake (the batches of the range are found while reading).
+pub async fn plan_kinesis(
+    lake: &Lake,
+    stream: &str,
+    kinesis_stream: &str,
+) -> Result<Plan, BackfillError> {
+    let prefix = format!("_delivery/{stream}/{kinesis_stream}/");
+    let mut shards: BTreeMap<String, u64> = BTreeMap::new();
+    for path in lake.list(&prefix).await? {
+        let Some(rest) = path.strip_prefix(&format!("_delivery/{stream}/")) else {
+            continue;
+        };
+        if let Some((shard, name)) = rest.rsplit_once('/') {
+            if name.ends_with(".json") {
+                *shards.entry(shard.to_string()).or_default() += 1;
+            }
+        }
+    }
+    if shards.is_empty() {
+        return Err(BackfillError::Option {
+            field: "--kinesis-stream",
+            message: format!(
+                "the lake has no commit log of Kinesis stream `{kinesis_stream}` for {stream} (_delivery/{stream}/{kinesis_stream}/): name the stream `etl run` consumed"
+            ),
+        });
+    }
+    Ok(Plan {
+        stream: stream.to_string(),
+        units: shards
+            .into_iter()
+            .map(|(shard, batches)| Unit::Kinesis { shard, batches })
+            .collect(),
+        ..Default::default()
+    })
+}
+
 /// Plans a backfill from historical files: every object under `location` (a local folder or
 /// file, or an `s3://` prefix given as a store), in name order.
 pub async fn plan_files(store: &Lake, stream: &str, prefix: &str) -> Result<Plan, BackfillError> {
@@ -488,7 +540,7 @@ mod tests {
             p.units
                 .into_iter()
                 .map(|u| match u {
-                    Unit::Raw { shard, .. } => shard,
+                    Unit::Raw { shard, .. } | Unit::Kinesis { shard, .. } => shard,
                     Unit::File(f) => f.path,
                 })
                 .collect()

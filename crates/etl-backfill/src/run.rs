@@ -1,5 +1,6 @@
 //! Running a plan: the sources through the pipeline into the [`Rewriter`], and the summary.
 
+use crate::kinesis::KinesisSource;
 use crate::plan::{manifests_by_batch, Plan, Unit};
 use crate::source::{file_tag, FileSource, RawSource, SourceStats};
 use crate::writer::Rewriter;
@@ -74,6 +75,7 @@ pub struct Backfill<'a> {
     stream: String,
     fingerprint: String,
     range: (i64, i64),
+    kinesis: Option<(etl_aws::kinesis::Client, String)>,
 }
 
 /// The marker of a historical file ingested by a revision.
@@ -91,7 +93,14 @@ impl<'a> Backfill<'a> {
             stream: stream.to_string(),
             fingerprint: fingerprint.to_string(),
             range,
+            kinesis: None,
         }
+    }
+
+    /// Reads the batches of Kinesis units from `kinesis_stream` with `client`.
+    pub fn with_kinesis(mut self, client: etl_aws::kinesis::Client, kinesis_stream: &str) -> Self {
+        self.kinesis = Some((client, kinesis_stream.to_string()));
+        self
     }
 
     /// Runs `plan` (already sliced to this task); `progress` gets records and bytes read so far.
@@ -143,12 +152,53 @@ impl<'a> Backfill<'a> {
             summary.records.merge(&s);
             *done.lock().unwrap_or_else(|e| e.into_inner()) = (s.read, s.bytes_read);
         }
+        let shards: Vec<String> = plan
+            .units
+            .iter()
+            .filter_map(|u| match u {
+                Unit::Kinesis { shard, .. } => Some(shard.clone()),
+                _ => None,
+            })
+            .collect();
+        if !shards.is_empty() {
+            let Some((client, kinesis_stream)) = &self.kinesis else {
+                return Err(BackfillError::Option {
+                    field: "--source kinesis",
+                    message: "no Kinesis client was given".into(),
+                });
+            };
+            let manifests = Arc::new(manifests_by_batch(&lake, &self.stream).await?);
+            let source = KinesisSource::new(
+                lake.clone(),
+                &self.stream,
+                client.clone(),
+                kinesis_stream,
+                shards,
+                self.range,
+                &self.fingerprint,
+                manifests,
+                stats.clone(),
+            );
+            let s = self
+                .pipeline
+                .ingest_with_writer(
+                    &self.stream,
+                    Box::new(source),
+                    progress_from(done.clone()),
+                    writer.clone(),
+                )
+                .await?;
+            summary.records.merge(&s);
+            let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
+            d.0 += s.read;
+            d.1 += s.bytes_read;
+        }
         let files: Vec<_> = plan
             .units
             .iter()
             .filter_map(|u| match u {
                 Unit::File(f) => Some(f),
-                Unit::Raw { .. } => None,
+                Unit::Raw { .. } | Unit::Kinesis { .. } => None,
             })
             .collect();
         if !files.is_empty() {

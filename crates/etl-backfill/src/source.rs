@@ -52,6 +52,17 @@ pub struct BackfillCheckpoint {
     scope: DedupScope,
 }
 
+impl BackfillCheckpoint {
+    /// The checkpoint of a batch with text positions (Kinesis).
+    pub fn new(target: Target, positions: Vec<String>, scope: DedupScope) -> Self {
+        BackfillCheckpoint {
+            target,
+            positions: Positions::Text(positions),
+            scope,
+        }
+    }
+}
+
 impl Checkpoint for BackfillCheckpoint {
     fn position(&self, i: usize) -> String {
         match &self.positions {
@@ -118,7 +129,7 @@ impl RawSource {
             .enumerate()
             .flat_map(|(i, u)| match u {
                 Unit::Raw { batches, .. } => batches.iter().map(|b| (i, b.clone())).collect(),
-                Unit::File(_) => Vec::new(),
+                Unit::File(_) | Unit::Kinesis { .. } => Vec::new(),
             })
             .collect();
         RawSource {
@@ -139,36 +150,37 @@ impl RawSource {
         let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut s);
     }
+}
 
-    /// The event ids of the shard's batches before `first` (the consumer's dedup window when it
-    /// reached that batch); empty, with a warning, if they cannot be read (e.g. compacted away).
-    async fn seed(&self, shard: &str, first: &str) -> Vec<String> {
-        let d = Delivery::new(self.lake.clone(), &self.stream, shard, "backfill", None);
-        let found = async {
-            let numbers = d.record_numbers().await?;
-            let (mut lo, mut hi) = (0, numbers.len());
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                let r = d.read_record(numbers[mid]).await?;
-                if compare_positions(&r.first, first) == std::cmp::Ordering::Less {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
+/// The event ids of `shard`'s batches before the one starting at `first` (the consumer's dedup
+/// window when it reached that batch, as after a restart); empty, with a warning, if they cannot
+/// be read (e.g. compacted away).
+pub(crate) async fn seed_before(lake: &Lake, stream: &str, shard: &str, first: &str) -> Vec<String> {
+    let d = Delivery::new(lake.clone(), stream, shard, "backfill", None);
+    let found = async {
+        let numbers = d.record_numbers().await?;
+        let (mut lo, mut hi) = (0, numbers.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let r = d.read_record(numbers[mid]).await?;
+            if compare_positions(&r.first, first) == std::cmp::Ordering::Less {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
-            let next = match numbers.get(lo) {
-                Some(n) => *n,
-                None => numbers.last().map_or(0, |n| n + 1),
-            };
-            d.recent_values(&Resume { next, after: None }, SEED_BATCHES, "event_id")
-                .await
+        }
+        let next = match numbers.get(lo) {
+            Some(n) => *n,
+            None => numbers.last().map_or(0, |n| n + 1),
         };
-        match found.await {
-            Ok(ids) => ids,
-            Err(error) => {
-                tracing::warn!(stream = self.stream.as_str(), shard, %error, "cannot read the event ids of the batches before this unit; its dedup window starts empty (compaction drops repeats within a partition-hour)");
-                Vec::new()
-            }
+        d.recent_values(&Resume { next, after: None }, SEED_BATCHES, "event_id")
+            .await
+    };
+    match found.await {
+        Ok(ids) => ids,
+        Err(error) => {
+            tracing::warn!(stream, shard, %error, "cannot read the event ids of the batches before this unit; its dedup window starts empty (compaction drops repeats within a partition-hour)");
+            Vec::new()
         }
     }
 }
@@ -238,7 +250,7 @@ impl RecordSource for RawSource {
             // Each unit starts its own window, seeded with the shard's ids before it, so the
             // result does not depend on how units are sliced or resumed.
             if self.current.get(&b.shard) != Some(&unit) {
-                let seed = self.seed(&b.shard, &b.first).await;
+                let seed = seed_before(&self.lake, &self.stream, &b.shard, &b.first).await;
                 *self.epochs.entry(b.shard.clone()).or_insert(0) += 1;
                 self.seeds.insert(b.shard.clone(), Arc::new(seed));
                 self.current.insert(b.shard.clone(), unit);

@@ -30,7 +30,8 @@ pub struct BackfillArgs {
     /// End of the range (exclusive), UTC.
     #[arg(long)]
     pub to: Option<String>,
-    /// Where the records come from: `raw` (the raw archive `etl run` writes; default), or
+    /// Where the records come from: `raw` (the raw archive `etl run` writes; default),
+    /// `kinesis` (the stream again, from `--from` with AT_TIMESTAMP, within its retention), or
     /// historical NDJSON files (gzip or not): a local folder or file, or an `s3://bucket/prefix/`.
     #[arg(long, default_value = "raw")]
     pub source: String,
@@ -50,6 +51,13 @@ pub struct BackfillArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// With `--source kinesis`: the Kinesis stream `etl run` consumed for `--stream`; default:
+    /// `[kinesis] streams` of the configuration file.
+    #[arg(long)]
+    pub kinesis_stream: Option<String>,
+    /// With `--source kinesis`: how to reach Kinesis.
+    #[command(flatten)]
+    pub endpoint: crate::cmd_kinesis::KinesisEndpoint,
 }
 
 /// Runs `etl backfill`.
@@ -74,10 +82,11 @@ pub async fn run(setup: &Setup, args: BackfillArgs) -> Result<()> {
     let (from, to) = (instant("--from", &args.from)?, instant("--to", &args.to)?);
     let spec = match args.source.as_str() {
         "raw" => SourceSpec::Raw,
-        "kinesis" => bail!("--source kinesis is not built yet: backfill from the raw archive (`--source raw`, written by `etl run`), or from files"),
+        "kinesis" => SourceSpec::Kinesis,
         other => SourceSpec::Files(other.to_string()),
     };
     let lake = setup.lake()?;
+    let mut kinesis = None;
     let (plan, range) = match &spec {
         SourceSpec::Raw => {
             let (Some(from), Some(to)) = (from, to) else {
@@ -90,6 +99,27 @@ pub async fn run(setup: &Setup, args: BackfillArgs) -> Result<()> {
             let plan = plan::plan_raw(&lake, &args.stream, from, to)
                 .await
                 .context("planning the backfill from the raw archive")?;
+            (plan, (from, to))
+        }
+        SourceSpec::Kinesis => {
+            let (Some(from), Some(to)) = (from, to) else {
+                bail!("--from and --to are required with --source kinesis: the range of arrival times to read again, within the stream's retention");
+            };
+            let now = chrono::Utc::now().timestamp_millis();
+            if to > now {
+                bail!("--to {} is in the future: a backfill re-processes batches the consumer has already written; end the range at or before now", args.to.as_deref().unwrap_or_default());
+            }
+            let Some(kinesis_stream) = args
+                .kinesis_stream
+                .clone()
+                .or_else(|| setup.kinesis.streams.get(&args.stream).cloned())
+            else {
+                bail!("--source kinesis: name the Kinesis stream with --kinesis-stream (or `streams` in the [kinesis] section of the configuration file)");
+            };
+            let plan = plan::plan_kinesis(&lake, &args.stream, &kinesis_stream)
+                .await
+                .context("planning the backfill from Kinesis")?;
+            kinesis = Some((args.endpoint.client(setup).await?, kinesis_stream));
             (plan, (from, to))
         }
         SourceSpec::Files(location) => {
@@ -125,7 +155,10 @@ pub async fn run(setup: &Setup, args: BackfillArgs) -> Result<()> {
     }
     let pipeline = setup.pipeline_with(options)?;
     let fingerprint = setup.transform_fingerprint(&args.stream);
-    let backfill = Backfill::new(&pipeline, &args.stream, &fingerprint, range);
+    let mut backfill = Backfill::new(&pipeline, &args.stream, &fingerprint, range);
+    if let Some((client, name)) = kinesis {
+        backfill = backfill.with_kinesis(client, &name);
+    }
     let (progress, bar) = progress(&plan);
     let summary = backfill.run(&plan, Some(progress)).await;
     if let Some(bar) = bar {

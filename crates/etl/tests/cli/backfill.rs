@@ -459,3 +459,87 @@ async fn historical_gzip_files_in_s3_are_backfilled_once() -> TestResult {
     assert_eq!(bed.counts("app_events").await?, (written, written));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_from_kinesis_at_timestamp_without_a_raw_archive() -> TestResult {
+    let bed = bed_with("cli-backfill-kinesis", "", "").await?;
+    let kinesalite = etl_testbed::kinesis().await?;
+    let kinesis = kinesalite.client().await?;
+    let stream = etl_testbed::unique_name("backfill-kin");
+    etl_testbed::create_stream(&kinesis, &stream, 2).await?;
+    let pair = format!("app_events={stream}");
+    let run = [
+        "run",
+        "--until-caught-up",
+        "--no-raw-archive",
+        "--load",
+        "--redshift-endpoint-url",
+        bed.standin.endpoint(),
+        "--aws-endpoint-url",
+        kinesalite.endpoint(),
+        "--stream",
+        pair.as_str(),
+    ];
+    bed.ok(&["warehouse", "migrate"]).await?;
+    let from = rfc3339(millis_now() - 60_000);
+    put_events(&kinesis, &stream, "old", 300).await?;
+    bed.ok(&run).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let to = rfc3339(millis_now());
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    put_events(&kinesis, &stream, "mid", 100).await?;
+    bed.ok(&run).await?;
+    assert_eq!(bed.counts("app_events").await?, (400, 400));
+
+    let v3 = version_3(&bed)?;
+    let v3: Vec<&str> = v3.iter().map(String::as_str).collect();
+    let backfill: Vec<&str> = [
+        &v3[..],
+        &[
+            "backfill",
+            "--stream",
+            "app_events",
+            "--source",
+            "kinesis",
+            "--kinesis-stream",
+            stream.as_str(),
+            "--aws-endpoint-url",
+            kinesalite.endpoint(),
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--json",
+        ],
+    ]
+    .concat();
+    let first: serde_json::Value = serde_json::from_str(&bed.ok(&backfill).await?)?;
+    assert_eq!(first["records"]["read"], 300, "{first}");
+    assert_eq!(first["records"]["written"], 300, "{first}");
+    bed.ok(&[&["warehouse", "load"][..], &v3].concat()).await?;
+    let expected = vec![("mid".to_string(), 100, 0), ("old".to_string(), 300, 300)];
+    assert_eq!(warehouse_by_prefix(&bed).await?, expected);
+    assert_eq!(bed.counts("app_events").await?, (400, 400));
+    let lake = bed
+        .ok(&[
+            &[
+                "query",
+                "SELECT split_part(event_id, '-', 1) AS p, COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids, \
+                 COUNT(campaign) AS c FROM app_events GROUP BY 1 ORDER BY 1",
+                "--format",
+                "csv",
+            ][..],
+            &v3,
+        ]
+        .concat())
+        .await?;
+    assert_eq!(
+        lake.lines().skip(1).collect::<Vec<_>>(),
+        vec!["mid,100,100,0", "old,300,300,300"],
+        "{lake}"
+    );
+    let second: serde_json::Value = serde_json::from_str(&bed.ok(&backfill).await?)?;
+    assert_eq!(second["batches_rewritten"], 0, "{second}");
+    assert_eq!(second["batches_done_before"], first["batches_rewritten"], "{second}");
+    Ok(())
+}
