@@ -302,6 +302,7 @@ impl RecordSource for KinesisSource {
                 let start = raw.data.len();
                 raw.data.extend_from_slice(&r.data);
                 raw.ranges.push((start, raw.data.len()));
+                raw.arrivals.push(r.arrival_ms);
                 positions.push(r.position.to_text());
             }
             let dead_letter_dt = manifest

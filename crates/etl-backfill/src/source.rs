@@ -155,7 +155,12 @@ impl RawSource {
 /// The event ids of `shard`'s batches before the one starting at `first` (the consumer's dedup
 /// window when it reached that batch, as after a restart); empty, with a warning, if they cannot
 /// be read (e.g. compacted away).
-pub(crate) async fn seed_before(lake: &Lake, stream: &str, shard: &str, first: &str) -> Vec<String> {
+pub(crate) async fn seed_before(
+    lake: &Lake,
+    stream: &str,
+    shard: &str,
+    first: &str,
+) -> Vec<String> {
     let d = Delivery::new(lake.clone(), stream, shard, "backfill", None);
     let found = async {
         let numbers = d.record_numbers().await?;
@@ -245,6 +250,7 @@ impl RecordSource for RawSource {
                 let start = records.data.len();
                 records.data.extend_from_slice(&data);
                 records.ranges.push((start, records.data.len()));
+                records.arrivals.push(line.arrival_ms);
                 positions.push(format!("{}.{}", line.sequence, line.sub_sequence));
             }
             // Each unit starts its own window, seeded with the shard's ids before it, so the

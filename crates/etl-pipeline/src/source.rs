@@ -15,6 +15,10 @@ pub struct RawBatch {
     pub data: Vec<u8>,
     /// `(start, end)` of each record in `data`.
     pub ranges: Vec<(usize, usize)>,
+    /// When each record reached the source (ms since the epoch; Kinesis'
+    /// `ApproximateArrivalTimestamp`), one per record; empty: every record arrived at the
+    /// source's [`RecordSource::batch_time_ms`] (a file's modification time).
+    pub arrivals: Vec<Option<i64>>,
 }
 
 /// Where a batch's records are in their source, made by the source and opaque to the pipeline:

@@ -211,6 +211,32 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
         "{lake}"
     );
 
+    // Arrival times survive the backfill: the old events arrived within the range.
+    let arrivals = bed
+        .ok(&[
+            &[
+                "query",
+                &format!(
+                    "SELECT COUNT(arrived_at) AS known, \
+                     SUM(CASE WHEN arrived_at >= TIMESTAMP '{from}' AND arrived_at < TIMESTAMP '{to}' THEN 1 ELSE 0 END) AS in_range \
+                     FROM app_events WHERE event_id LIKE 'old-%'"
+                ),
+                "--format",
+                "csv",
+            ][..],
+            &v3,
+        ]
+        .concat())
+        .await?;
+    assert_eq!(arrivals.lines().nth(1), Some("300,300"), "{arrivals}");
+    let in_warehouse: i64 = bed
+        .db
+        .client
+        .query_one("SELECT count(arrived_at) FROM analytics.app_events", &[])
+        .await?
+        .get(0);
+    assert_eq!(in_warehouse, 500);
+
     // A second identical backfill: nothing written, same objects, same warehouse.
     let before = objects(&s3, &bucket).await?;
     let second: serde_json::Value = serde_json::from_str(&bed.ok(&backfill).await?)?;
@@ -540,6 +566,9 @@ async fn backfill_from_kinesis_at_timestamp_without_a_raw_archive() -> TestResul
     );
     let second: serde_json::Value = serde_json::from_str(&bed.ok(&backfill).await?)?;
     assert_eq!(second["batches_rewritten"], 0, "{second}");
-    assert_eq!(second["batches_done_before"], first["batches_rewritten"], "{second}");
+    assert_eq!(
+        second["batches_done_before"], first["batches_rewritten"],
+        "{second}"
+    );
     Ok(())
 }

@@ -69,6 +69,20 @@ fn copy_with(
     Ok(to.to_path_buf())
 }
 
+/// `schema` with its `version = N` line made `N + 1`.
+pub(super) fn next_version(schema: &str) -> String {
+    schema
+        .lines()
+        .map(
+            |l| match l.strip_prefix("version = ").map(str::parse::<u32>) {
+                Some(Ok(n)) => format!("version = {}", n + 1),
+                _ => l.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The `--schemas`/`--transform-sql`/`--views` folders of version 3.
 pub(super) fn version_3(bed: &Bed) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let root = bed.tmp.path().join("v3");
@@ -76,7 +90,7 @@ pub(super) fn version_3(bed: &Bed) -> Result<Vec<String>, Box<dyn std::error::Er
         format!(
             "{}\n[[fields]]\nname = \"campaign\"\ntype = \"string\"\nmax_length = 64\n\
              doc = \"Marketing campaign that brought the user.\"\n",
-            t.replacen("version = 2", "version = 3", 1)
+            next_version(t)
         )
     })?;
     let sql = copy_with(
@@ -185,7 +199,7 @@ async fn a_field_added_while_running_flows_through_lake_glue_redshift_and_views(
             .parameters()
             .and_then(|p| p.get("etl.schema_version"))
             .map(String::as_str),
-        Some("3")
+        Some("4")
     );
 
     // The lake through the local engine: both versions' files, old ones NULL for the column.
