@@ -31,6 +31,9 @@ pub mod run;
 pub mod source;
 pub mod writer;
 
+#[cfg(test)]
+mod tests;
+
 pub use plan::{parse_instant, FileInput, Plan, RawBatchRef, SourceSpec, Unit};
 pub use run::{revision, Backfill, BackfillSummary};
 

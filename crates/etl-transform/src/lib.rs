@@ -287,8 +287,27 @@ fn conform(
     };
     if got.fields().len() != expected.fields().len() {
         let names: Vec<&str> = got.fields().iter().map(|f| f.name().as_str()).collect();
+        let missing: Vec<&str> = expected
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|n| !names.contains(n))
+            .collect();
+        let hint = if missing.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (missing: {}{})",
+                missing.join(", "),
+                if missing.contains(&ARRIVED_AT_COLUMN) {
+                    "; `arrived_at` is in `input` since the lake gained it: select it after `extras`"
+                } else {
+                    ""
+                }
+            )
+        };
         return Err(shape(format!(
-            "expected {} columns, got {}: {}",
+            "expected {} columns, got {}: {}{hint}",
             expected.fields().len(),
             names.len(),
             names.join(", ")
