@@ -167,12 +167,12 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../../queries/athena/call_timeline.sql"),
     ),
     (
-        "late_arrivals",
-        include_str!("../../../queries/athena/late_arrivals.sql"),
-    ),
-    (
         "hourly_volume",
         include_str!("../../../queries/athena/hourly_volume.sql"),
+    ),
+    (
+        "late_arrivals",
+        include_str!("../../../queries/athena/late_arrivals.sql"),
     ),
     (
         "top_hangup_causes",
