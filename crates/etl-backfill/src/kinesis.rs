@@ -4,7 +4,7 @@
 
 use crate::plan::{current_manifest, read_manifest};
 use crate::run::revision;
-use crate::source::{seed_before, BackfillCheckpoint, SourceStats, Target};
+use crate::source::{first_batch_from, seed_before, BackfillCheckpoint, SourceStats, Target};
 use async_trait::async_trait;
 use etl_kinesis::reader::{read_shard, ReadRecord, ShardEvent};
 use etl_kinesis::{ReaderOptions, StartPosition};
@@ -157,21 +157,9 @@ impl KinesisSource {
             // The first batch starting at or after the first record still in the stream.
             let position = first.position.to_text();
             read.buffer.push_front(first);
-            let (mut lo, mut hi) = (0, read.numbers.len());
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                let r = read
-                    .delivery
-                    .read_record(read.numbers[mid])
-                    .await
-                    .map_err(|e| self.failed(e))?;
-                if compare_positions(&r.first, &position) == Ordering::Less {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            read.next = lo;
+            read.next = first_batch_from(&read.delivery, &read.numbers, &position)
+                .await
+                .map_err(|e| self.failed(e))?;
             return Ok(Some(read));
         }
         Ok(None)

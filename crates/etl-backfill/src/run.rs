@@ -122,14 +122,12 @@ impl<'a> Backfill<'a> {
             },
             ..Default::default()
         };
-        let done = Arc::new(Mutex::new((0u64, 0u64)));
-        let progress_from = |done: Arc<Mutex<(u64, u64)>>| -> Option<Progress> {
-            progress.clone().map(|p| {
-                Arc::new(move |records: u64, bytes: u64| {
-                    let (r, b) = *done.lock().unwrap_or_else(|e| e.into_inner());
-                    p(r + records, b + bytes)
-                }) as Progress
-            })
+        let mut run = Run {
+            backfill: self,
+            writer: writer.clone(),
+            progress,
+            done: Arc::new(Mutex::new((0, 0))),
+            records: &mut summary.records,
         };
         if plan.units.iter().any(|u| matches!(u, Unit::Raw { .. })) {
             let source = RawSource::new(
@@ -140,17 +138,7 @@ impl<'a> Backfill<'a> {
                 &self.fingerprint,
                 stats.clone(),
             );
-            let s = self
-                .pipeline
-                .ingest_with_writer(
-                    &self.stream,
-                    Box::new(source),
-                    progress_from(done.clone()),
-                    writer.clone(),
-                )
-                .await?;
-            summary.records.merge(&s);
-            *done.lock().unwrap_or_else(|e| e.into_inner()) = (s.read, s.bytes_read);
+            run.ingest(Box::new(source)).await?;
         }
         let shards: Vec<String> = plan
             .units
@@ -179,19 +167,7 @@ impl<'a> Backfill<'a> {
                 manifests,
                 stats.clone(),
             );
-            let s = self
-                .pipeline
-                .ingest_with_writer(
-                    &self.stream,
-                    Box::new(source),
-                    progress_from(done.clone()),
-                    writer.clone(),
-                )
-                .await?;
-            summary.records.merge(&s);
-            let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
-            d.0 += s.read;
-            d.1 += s.bytes_read;
+            run.ingest(Box::new(source)).await?;
         }
         let files: Vec<_> = plan
             .units
@@ -201,6 +177,7 @@ impl<'a> Backfill<'a> {
                 Unit::Raw { .. } | Unit::Kinesis { .. } => None,
             })
             .collect();
+        let mut files_done_before = 0;
         if !files.is_empty() {
             let manifests = Arc::new(manifests_by_batch(&lake, &self.stream).await?);
             let dead_dt = chrono::Utc::now().format("%Y-%m-%d").to_string();
@@ -208,26 +185,12 @@ impl<'a> Backfill<'a> {
                 let tag = file_tag(&file.path);
                 let marker = file_marker(&self.stream, &tag, &revision(&self.fingerprint, &tag));
                 if lake.get(&marker).await?.is_some() {
-                    summary.files_done_before += 1;
+                    files_done_before += 1;
                     continue;
                 }
                 let source =
                     FileSource::open(file, &self.fingerprint, manifests.clone(), &dead_dt).await?;
-                let s = self
-                    .pipeline
-                    .ingest_with_writer(
-                        &self.stream,
-                        Box::new(source),
-                        progress_from(done.clone()),
-                        writer.clone(),
-                    )
-                    .await?;
-                summary.records.merge(&s);
-                {
-                    let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
-                    d.0 += s.read;
-                    d.1 += s.bytes_read;
-                }
+                let s = run.ingest(Box::new(source)).await?;
                 let body = serde_json::to_vec_pretty(&serde_json::json!({
                     "file": file.name(),
                     "read": s.read,
@@ -243,6 +206,7 @@ impl<'a> Backfill<'a> {
                 lake.put(&marker, body.into()).await?;
             }
         }
+        summary.files_done_before = files_done_before;
         let stats = *stats.lock().unwrap_or_else(|e| e.into_inner());
         summary.batches_rewritten = writer.rewritten();
         summary.batches_done_before = stats.done_before;
@@ -251,5 +215,41 @@ impl<'a> Backfill<'a> {
         summary.elapsed = started.elapsed();
         summary.records.elapsed = summary.elapsed;
         Ok(summary)
+    }
+}
+
+/// One run's pipeline calls: each source in turn into the same writer, with progress counted
+/// across them and the records added to the summary.
+struct Run<'r, 'a> {
+    backfill: &'r Backfill<'a>,
+    writer: Arc<Rewriter>,
+    progress: Option<Progress>,
+    /// Records and bytes of the sources already finished.
+    done: Arc<Mutex<(u64, u64)>>,
+    records: &'r mut StreamSummary,
+}
+
+impl Run<'_, '_> {
+    async fn ingest(
+        &mut self,
+        source: Box<dyn etl_pipeline::RecordSource>,
+    ) -> Result<StreamSummary, BackfillError> {
+        let progress = self.progress.clone().map(|p| {
+            let done = self.done.clone();
+            Arc::new(move |records: u64, bytes: u64| {
+                let (r, b) = *done.lock().unwrap_or_else(|e| e.into_inner());
+                p(r + records, b + bytes)
+            }) as Progress
+        });
+        let s = self
+            .backfill
+            .pipeline
+            .ingest_with_writer(&self.backfill.stream, source, progress, self.writer.clone())
+            .await?;
+        self.records.merge(&s);
+        let mut d = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        d.0 += s.read;
+        d.1 += s.bytes_read;
+        Ok(s)
     }
 }

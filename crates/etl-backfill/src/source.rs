@@ -164,16 +164,7 @@ pub(crate) async fn seed_before(
     let d = Delivery::new(lake.clone(), stream, shard, "backfill", None);
     let found = async {
         let numbers = d.record_numbers().await?;
-        let (mut lo, mut hi) = (0, numbers.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            let r = d.read_record(numbers[mid]).await?;
-            if compare_positions(&r.first, first) == std::cmp::Ordering::Less {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
+        let lo = first_batch_from(&d, &numbers, first).await?;
         let next = match numbers.get(lo) {
             Some(n) => *n,
             None => numbers.last().map_or(0, |n| n + 1),
@@ -188,6 +179,26 @@ pub(crate) async fn seed_before(
             Vec::new()
         }
     }
+}
+
+/// The index in `numbers` (the shard's record numbers, ascending) of the first commit record
+/// whose batch starts at or after `position`: a binary search, reading log2(n) records.
+pub(crate) async fn first_batch_from(
+    delivery: &Delivery,
+    numbers: &[u64],
+    position: &str,
+) -> Result<usize, etl_lake::delivery::DeliveryError> {
+    let (mut lo, mut hi) = (0, numbers.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let r = delivery.read_record(numbers[mid]).await?;
+        if compare_positions(&r.first, position) == std::cmp::Ordering::Less {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
 }
 
 fn source_error(path: &str, e: impl std::fmt::Display) -> SourceError {

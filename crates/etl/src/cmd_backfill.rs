@@ -62,18 +62,7 @@ pub struct BackfillArgs {
 
 /// Runs `etl backfill`.
 pub async fn run(setup: &Setup, args: BackfillArgs) -> Result<()> {
-    if !setup.schemas.iter().any(|s| s.stream == args.stream) {
-        bail!(
-            "--stream {}: no such stream; known: {}",
-            args.stream,
-            setup
-                .schemas
-                .iter()
-                .map(|s| s.stream.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    setup.stream_schema("--stream", &args.stream)?;
     let instant = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
         v.as_deref()
             .map(|t| parse_instant(t).map_err(|e| anyhow::anyhow!("{flag}: {e}")))

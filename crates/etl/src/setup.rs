@@ -299,6 +299,23 @@ impl Setup {
 }
 
 impl Setup {
+    /// The schema of stream `name`; the error lists the known streams (`flag` names the option).
+    pub fn stream_schema(&self, flag: &str, name: &str) -> Result<&StreamSchema> {
+        self.schemas
+            .iter()
+            .find(|s| s.stream == name)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{flag} {name}: no such stream; known: {}",
+                    self.schemas
+                        .iter()
+                        .map(|s| s.stream.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+
     /// What a batch's output depends on besides its input, for `stream`: the schema, the
     /// transform SQL and the masking key (as the HMAC of a fixed text, which names the key
     /// without revealing it). `etl backfill` derives its revisions from it.

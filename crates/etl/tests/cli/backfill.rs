@@ -68,74 +68,95 @@ async fn warehouse_by_prefix(
 }
 
 fn millis_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    chrono::Utc::now().timestamp_millis()
 }
 
 fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A consumer's history on kinesalite: version 2 of `etl run --load` (plus `run_extra`)
+/// consumed 300 "old" events, then, after `to`, 100 "mid" events; `[from, to)` is the range
+/// of the old events' arrival.
+struct History {
+    bed: Bed,
+    kinesalite: &'static etl_testbed::Kinesalite,
+    kinesis: etl_aws::kinesis::Client,
+    stream: String,
+    run: Vec<String>,
+    from: String,
+    to: String,
+}
+
+impl History {
+    async fn new(
+        prefix: &str,
+        lake_config: &str,
+        run_extra: &[&str],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let bed = bed_with(prefix, lake_config, "").await?;
+        let kinesalite = etl_testbed::kinesis().await?;
+        let kinesis = kinesalite.client().await?;
+        let stream = etl_testbed::unique_name(prefix);
+        etl_testbed::create_stream(&kinesis, &stream, 2).await?;
+        let mut run: Vec<String> = [
+            "run",
+            "--until-caught-up",
+            "--load",
+            "--redshift-endpoint-url",
+            bed.standin.endpoint(),
+            "--aws-endpoint-url",
+            kinesalite.endpoint(),
+            "--stream",
+            &format!("app_events={stream}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        run.extend(run_extra.iter().map(|s| s.to_string()));
+        bed.ok(&["warehouse", "migrate"]).await?;
+        let from = rfc3339(millis_now() - 60_000);
+        let history = History {
+            bed,
+            kinesalite,
+            kinesis,
+            stream,
+            run,
+            from,
+            to: String::new(),
+        };
+        put_events(&history.kinesis, &history.stream, "old", 300).await?;
+        history.bed.ok(&history.run()).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let to = rfc3339(millis_now());
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        put_events(&history.kinesis, &history.stream, "mid", 100).await?;
+        history.bed.ok(&history.run()).await?;
+        assert_eq!(history.bed.counts("app_events").await?, (400, 400));
+        Ok(History { to, ..history })
+    }
+
+    fn run(&self) -> Vec<&str> {
+        self.run.iter().map(String::as_str).collect()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_warehouse_once(
 ) -> TestResult {
     let database = etl_testbed::unique_ident("backfill");
-    let bed = bed_with(
+    let h = History::new(
         "cli-backfill",
         &format!("glue_database = \"{database}\""),
-        "",
+        &[],
     )
     .await?;
-    let bucket = bucket(&bed)?;
+    let (bed, kinesis, stream, from, to) = (&h.bed, &h.kinesis, &h.stream, &h.from, &h.to);
+    let run = h.run();
+    let bucket = bucket(bed)?;
     let s3 = etl_testbed::moto().await?.clients().await?.s3();
-    let kinesalite = etl_testbed::kinesis().await?;
-    let kinesis = kinesalite.client().await?;
-    let stream = etl_testbed::unique_name("backfill-app");
-    etl_testbed::create_stream(&kinesis, &stream, 2).await?;
-    let pair = format!("app_events={stream}");
-    let run = [
-        "run",
-        "--until-caught-up",
-        "--load",
-        "--redshift-endpoint-url",
-        bed.standin.endpoint(),
-        "--aws-endpoint-url",
-        kinesalite.endpoint(),
-        "--stream",
-        pair.as_str(),
-    ];
-    bed.ok(&["warehouse", "migrate"]).await?;
-    let from = rfc3339(millis_now() - 60_000);
-
-    // Version 2: the old events (in the range), then the mid events (after it).
-    put_events(&kinesis, &stream, "old", 300).await?;
-    bed.ok(&run).await?;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let to = rfc3339(millis_now());
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    put_events(&kinesis, &stream, "mid", 100).await?;
-    bed.ok(&run).await?;
-    assert_eq!(bed.counts("app_events").await?, (400, 400));
 
     // Version 3 deployed: the live consumer takes the late events while the backfill runs.
     let v3 = version_3(&bed)?;
@@ -488,34 +509,9 @@ async fn historical_gzip_files_in_s3_are_backfilled_once() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_from_kinesis_at_timestamp_without_a_raw_archive() -> TestResult {
-    let bed = bed_with("cli-backfill-kinesis", "", "").await?;
-    let kinesalite = etl_testbed::kinesis().await?;
-    let kinesis = kinesalite.client().await?;
-    let stream = etl_testbed::unique_name("backfill-kin");
-    etl_testbed::create_stream(&kinesis, &stream, 2).await?;
-    let pair = format!("app_events={stream}");
-    let run = [
-        "run",
-        "--until-caught-up",
-        "--no-raw-archive",
-        "--load",
-        "--redshift-endpoint-url",
-        bed.standin.endpoint(),
-        "--aws-endpoint-url",
-        kinesalite.endpoint(),
-        "--stream",
-        pair.as_str(),
-    ];
-    bed.ok(&["warehouse", "migrate"]).await?;
-    let from = rfc3339(millis_now() - 60_000);
-    put_events(&kinesis, &stream, "old", 300).await?;
-    bed.ok(&run).await?;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let to = rfc3339(millis_now());
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    put_events(&kinesis, &stream, "mid", 100).await?;
-    bed.ok(&run).await?;
-    assert_eq!(bed.counts("app_events").await?, (400, 400));
+    let h = History::new("cli-backfill-kinesis", "", &["--no-raw-archive"]).await?;
+    let (bed, stream, from, to) = (&h.bed, &h.stream, &h.from, &h.to);
+    let kinesalite = h.kinesalite;
 
     let v3 = version_3(&bed)?;
     let v3: Vec<&str> = v3.iter().map(String::as_str).collect();
