@@ -67,6 +67,23 @@ async fn warehouse_by_prefix(
         .collect())
 }
 
+/// `prefix,events,ids,with campaign` lines per event-id prefix, from the lake (local engine,
+/// `version` arguments), after the CSV header.
+async fn lake_by_prefix(bed: &Bed, version: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+    bed.ok(&[
+        &[
+            "query",
+            "SELECT split_part(event_id, '-', 1) AS p, COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids, \
+             COUNT(campaign) AS c FROM app_events GROUP BY 1 ORDER BY 1",
+            "--format",
+            "csv",
+        ][..],
+        version,
+    ]
+    .concat())
+    .await
+}
+
 fn millis_now() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -211,21 +228,7 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
     assert_eq!(reloads, first["batches_rewritten"].as_i64().unwrap_or(-1));
 
     // The lake through the local engine (over S3, as Glue describes it).
-    let lake_counts = || async {
-        bed.ok(&[
-            &[
-                "query",
-                "SELECT split_part(event_id, '-', 1) AS p, COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids, \
-                 COUNT(campaign) AS c FROM app_events GROUP BY 1 ORDER BY 1",
-                "--format",
-                "csv",
-            ][..],
-            &v3,
-        ]
-        .concat())
-        .await
-    };
-    let lake = lake_counts().await?;
+    let lake = lake_by_prefix(bed, &v3).await?;
     assert_eq!(
         lake.lines().skip(1).collect::<Vec<_>>(),
         vec!["late,100,100,100", "mid,100,100,0", "old,300,300,300"],
@@ -269,7 +272,7 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
     bed.ok(&[&["warehouse", "load"][..], &v3].concat()).await?;
     assert_eq!(objects(&s3, &bucket).await?, before);
     assert_eq!(warehouse_by_prefix(&bed).await?, expected);
-    assert_eq!(lake_counts().await?, lake);
+    assert_eq!(lake_by_prefix(bed, &v3).await?, lake);
     Ok(())
 }
 
@@ -542,19 +545,7 @@ async fn backfill_from_kinesis_at_timestamp_without_a_raw_archive() -> TestResul
     let expected = vec![("mid".to_string(), 100, 0), ("old".to_string(), 300, 300)];
     assert_eq!(warehouse_by_prefix(&bed).await?, expected);
     assert_eq!(bed.counts("app_events").await?, (400, 400));
-    let lake = bed
-        .ok(&[
-            &[
-                "query",
-                "SELECT split_part(event_id, '-', 1) AS p, COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids, \
-                 COUNT(campaign) AS c FROM app_events GROUP BY 1 ORDER BY 1",
-                "--format",
-                "csv",
-            ][..],
-            &v3,
-        ]
-        .concat())
-        .await?;
+    let lake = lake_by_prefix(bed, &v3).await?;
     assert_eq!(
         lake.lines().skip(1).collect::<Vec<_>>(),
         vec!["mid,100,100,0", "old,300,300,300"],
