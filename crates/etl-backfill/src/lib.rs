@@ -43,9 +43,9 @@ pub enum BackfillError {
     #[error(transparent)]
     Lake(#[from] etl_lake::LakeError),
     #[error(transparent)]
-    Delivery(#[from] etl_lake::delivery::DeliveryError),
+    Delivery(Box<etl_lake::delivery::DeliveryError>),
     #[error(transparent)]
-    Pipeline(#[from] etl_pipeline::PipelineError),
+    Pipeline(Box<etl_pipeline::PipelineError>),
     #[error("{path} is not a commit manifest: {message}")]
     Manifest { path: String, message: String },
     #[error("invalid option {field}: {message}")]
@@ -55,4 +55,16 @@ pub enum BackfillError {
     },
     #[error("reading {path}: {message}")]
     Read { path: String, message: String },
+}
+
+impl From<etl_pipeline::PipelineError> for BackfillError {
+    fn from(e: etl_pipeline::PipelineError) -> Self {
+        BackfillError::Pipeline(Box::new(e))
+    }
+}
+
+impl From<etl_lake::delivery::DeliveryError> for BackfillError {
+    fn from(e: etl_lake::delivery::DeliveryError) -> Self {
+        BackfillError::Delivery(Box::new(e))
+    }
 }

@@ -176,7 +176,7 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
     let s3 = etl_testbed::moto().await?.clients().await?.s3();
 
     // Version 3 deployed: the live consumer takes the late events while the backfill runs.
-    let v3 = version_3(&bed)?;
+    let v3 = version_3(bed)?;
     let v3: Vec<&str> = v3.iter().map(String::as_str).collect();
     let backfill: Vec<&str> = [
         &v3[..],
@@ -185,9 +185,9 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
             "--stream",
             "app_events",
             "--from",
-            &from,
+            from,
             "--to",
-            &to,
+            to,
             "--json",
         ],
     ]
@@ -197,7 +197,7 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
         dry.contains("raw objects") && dry.contains("records expected: 300"),
         "{dry}"
     );
-    put_events(&kinesis, &stream, "late", 100).await?;
+    put_events(kinesis, stream, "late", 100).await?;
     let live: Vec<&str> = [&v3[..], &run[..]].concat();
     let (live, first) = tokio::join!(bed.ok(&live), bed.ok(&backfill));
     live?;
@@ -213,7 +213,7 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
         ("mid".to_string(), 100, 0),
         ("old".to_string(), 300, 300),
     ];
-    assert_eq!(warehouse_by_prefix(&bed).await?, expected);
+    assert_eq!(warehouse_by_prefix(bed).await?, expected);
     assert_eq!(bed.counts("app_events").await?, (500, 500));
     let reloads: i64 = bed
         .db
@@ -271,7 +271,7 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
     );
     bed.ok(&[&["warehouse", "load"][..], &v3].concat()).await?;
     assert_eq!(objects(&s3, &bucket).await?, before);
-    assert_eq!(warehouse_by_prefix(&bed).await?, expected);
+    assert_eq!(warehouse_by_prefix(bed).await?, expected);
     assert_eq!(lake_by_prefix(bed, &v3).await?, lake);
     Ok(())
 }
@@ -516,7 +516,7 @@ async fn backfill_from_kinesis_at_timestamp_without_a_raw_archive() -> TestResul
     let (bed, stream, from, to) = (&h.bed, &h.stream, &h.from, &h.to);
     let kinesalite = h.kinesalite;
 
-    let v3 = version_3(&bed)?;
+    let v3 = version_3(bed)?;
     let v3: Vec<&str> = v3.iter().map(String::as_str).collect();
     let backfill: Vec<&str> = [
         &v3[..],
@@ -531,9 +531,9 @@ async fn backfill_from_kinesis_at_timestamp_without_a_raw_archive() -> TestResul
             "--aws-endpoint-url",
             kinesalite.endpoint(),
             "--from",
-            &from,
+            from,
             "--to",
-            &to,
+            to,
             "--json",
         ],
     ]
@@ -543,7 +543,7 @@ async fn backfill_from_kinesis_at_timestamp_without_a_raw_archive() -> TestResul
     assert_eq!(first["records"]["written"], 300, "{first}");
     bed.ok(&[&["warehouse", "load"][..], &v3].concat()).await?;
     let expected = vec![("mid".to_string(), 100, 0), ("old".to_string(), 300, 300)];
-    assert_eq!(warehouse_by_prefix(&bed).await?, expected);
+    assert_eq!(warehouse_by_prefix(bed).await?, expected);
     assert_eq!(bed.counts("app_events").await?, (400, 400));
     let lake = lake_by_prefix(bed, &v3).await?;
     assert_eq!(
