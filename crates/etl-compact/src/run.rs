@@ -350,10 +350,18 @@ impl<'a> Compactor<'a> {
             }
             if let (Some(batch), Some(gate)) = (&r.batch, self.gate) {
                 if ledger.is_none() {
+                    let loaded = gate
+                        .loaded(&state.table)
+                        .await
+                        .map_err(CompactError::Ledger)?;
+                    // A batch a backfill re-processed has a revised manifest whose load id
+                    // (`<batch>@<revision>`) must be loaded too: its COPY reads these files.
+                    let pending = self.pending_revisions(&state.table, &loaded).await?;
                     *ledger = Some(
-                        gate.loaded(&state.table)
-                            .await
-                            .map_err(CompactError::Ledger)?,
+                        loaded
+                            .into_iter()
+                            .filter(|b| !pending.contains(b))
+                            .collect(),
                     );
                 }
                 if !ledger.as_ref().is_some_and(|l| l.contains(batch)) {
@@ -373,6 +381,28 @@ impl<'a> Compactor<'a> {
             report.deleted += deleted.len() as u64;
         }
         Ok(())
+    }
+}
+
+impl Compactor<'_> {
+    /// The batches of `table` with a revised manifest (`_commits/<table>/<batch>@<revision>.json`,
+    /// written by `etl backfill`) whose load id is not in `loaded`.
+    async fn pending_revisions(
+        &self,
+        table: &str,
+        loaded: &BTreeSet<String>,
+    ) -> Result<BTreeSet<String>, CompactError> {
+        let prefix = format!("_commits/{table}/");
+        Ok(self
+            .lake
+            .list(&prefix)
+            .await?
+            .iter()
+            .filter_map(|p| p.strip_prefix(&prefix)?.strip_suffix(".json"))
+            .filter(|id| id.contains('@') && !loaded.contains(*id))
+            .filter_map(|id| id.split('@').next())
+            .map(str::to_string)
+            .collect())
     }
 }
 

@@ -406,6 +406,40 @@ async fn writer_files_of_batches_not_yet_loaded_are_kept() {
 }
 
 #[tokio::test]
+async fn a_batch_whose_revised_manifest_is_not_loaded_keeps_its_files() {
+    let (_dir, lake, _warehouse) = setup().await;
+    // `etl backfill` re-processed batch 3-4: its revised manifest waits for the loader.
+    let id = BatchId::new("src", 3, 4);
+    let manifest = lake
+        .get(&format!("_commits/ev/{id}.json"))
+        .await
+        .expect("get")
+        .expect("manifest");
+    lake.put(&format!("_commits/ev/{id}@r1.json"), manifest)
+        .await
+        .expect("put");
+    let mut loaded: BTreeSet<String> =
+        [BatchId::new("src", 1, 2).to_string(), id.to_string()].into();
+    let report = Compactor::new(&lake, options(Duration::ZERO))
+        .with_load_gate(&Ledger(loaded.clone()))
+        .run(&schema())
+        .await
+        .expect("compact");
+    assert_eq!((report.deleted, report.waiting_for_load), (1, 3));
+    let file = format!("ev/dt=2026-01-01/hour=10/{id}-0000.parquet");
+    assert!(lake.get(&file).await.expect("get").is_some());
+    // Once the re-load is in the ledger, the file goes.
+    loaded.insert(format!("{id}@r1"));
+    let report = Compactor::new(&lake, options(Duration::ZERO))
+        .with_load_gate(&Ledger(loaded))
+        .run(&schema())
+        .await
+        .expect("compact");
+    assert_eq!(report.deleted, 1);
+    assert!(lake.get(&file).await.expect("get").is_none());
+}
+
+#[tokio::test]
 async fn a_reader_during_compaction_sees_each_row_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = Lake::open(dir.path().to_str().expect("utf8")).expect("lake");

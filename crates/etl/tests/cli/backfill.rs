@@ -559,3 +559,107 @@ async fn backfill_from_kinesis_at_timestamp_without_a_raw_archive() -> TestResul
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_slices_of_a_raw_archive_backfill_run_as_two_processes_cover_the_range_once(
+) -> TestResult {
+    let h = History::new("cli-backfill-slices", "", &[]).await?;
+    let (bed, from, to) = (&h.bed, &h.from, &h.to);
+    let v3 = version_3(bed)?;
+    let v3: Vec<&str> = v3.iter().map(String::as_str).collect();
+    let slice = |i: &'static str| -> Vec<&str> {
+        [
+            &v3[..],
+            &[
+                "backfill",
+                "--stream",
+                "app_events",
+                "--from",
+                from,
+                "--to",
+                to,
+                "--task-index",
+                i,
+                "--task-count",
+                "2",
+                "--json",
+            ],
+        ]
+        .concat()
+    };
+    let (a, b) = (slice("0"), slice("1"));
+    let (a, b) = tokio::join!(bed.ok(&a), bed.ok(&b));
+    let (a, b): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_str(&a?)?, serde_json::from_str(&b?)?);
+    // Two shards, one arrival hour: one unit each.
+    assert_eq!(
+        (a["units"].as_u64(), b["units"].as_u64()),
+        (Some(1), Some(1)),
+        "{a} {b}"
+    );
+    let n = |v: &serde_json::Value, f: &str| v["records"][f].as_u64().unwrap_or(0);
+    assert_eq!(n(&a, "read") + n(&b, "read"), 300, "{a} {b}");
+    assert_eq!(n(&a, "written") + n(&b, "written"), 300, "{a} {b}");
+    assert!(n(&a, "read") > 0 && n(&b, "read") > 0, "{a} {b}");
+    bed.ok(&[&["warehouse", "load"][..], &v3].concat()).await?;
+    let lake = lake_by_prefix(bed, &v3).await?;
+    assert_eq!(
+        lake.lines().skip(1).collect::<Vec<_>>(),
+        vec!["mid,100,100,0", "old,300,300,300"],
+        "{lake}"
+    );
+    assert_eq!(
+        warehouse_by_prefix(bed).await?,
+        vec![("mid".to_string(), 100, 0), ("old".to_string(), 300, 300)]
+    );
+    // Each batch has exactly one manifest, and the slices revised each batch of the range once.
+    let rewritten =
+        a["batches_rewritten"].as_u64().unwrap_or(0) + b["batches_rewritten"].as_u64().unwrap_or(0);
+    let s3 = etl_testbed::moto().await?.clients().await?.s3();
+    let manifests: Vec<String> = objects(&s3, &bucket(bed)?)
+        .await?
+        .into_keys()
+        .filter(|k| k.contains("/_commits/app_events/"))
+        .collect();
+    let batch = |k: &String| {
+        k.rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .split(['@', '.'])
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let ids: std::collections::BTreeSet<String> = manifests.iter().map(batch).collect();
+    assert_eq!(
+        ids.len(),
+        manifests.len(),
+        "one manifest per batch: {manifests:?}"
+    );
+    assert_eq!(
+        manifests.iter().filter(|k| k.contains('@')).count() as u64,
+        rewritten,
+        "{manifests:?}"
+    );
+    let plan = bed
+        .ok(&[
+            &[
+                "backfill",
+                "--stream",
+                "app_events",
+                "--from",
+                from,
+                "--to",
+                to,
+                "--dry-run",
+            ][..],
+            &v3,
+        ]
+        .concat())
+        .await?;
+    assert!(
+        plan.contains(&format!(", {rewritten} raw objects,")),
+        "{plan}"
+    );
+    Ok(())
+}
