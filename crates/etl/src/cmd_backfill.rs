@@ -123,6 +123,22 @@ pub async fn run(setup: &Setup, args: BackfillArgs) -> Result<()> {
         }
     };
     let plan = plan.slice(args.task_index, args.task_count)?;
+    if plan.units.is_empty() {
+        eprintln!(
+            "backfill: nothing to re-process for {} in this range (task {} of {}){}",
+            args.stream,
+            args.task_index,
+            args.task_count,
+            if plan.newest_skipped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; left alone as the newest batch of its shard: {}",
+                    plan.newest_skipped.join(", ")
+                )
+            }
+        );
+    }
     if args.dry_run {
         println!(
             "{} (dry run, nothing changed; task {} of {})",
