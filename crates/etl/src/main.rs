@@ -3,6 +3,7 @@
 mod cli;
 mod cmd_compact;
 mod cmd_dashboards;
+mod cmd_ingest;
 mod cmd_kinesis;
 mod cmd_leases;
 mod cmd_query;

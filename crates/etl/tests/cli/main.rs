@@ -6,6 +6,7 @@ mod aws_credentials;
 mod compact;
 mod dashboards;
 mod evolution_e2e;
+mod ingest_streams;
 mod leases;
 mod query;
 mod schema_evolution;
