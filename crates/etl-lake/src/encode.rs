@@ -57,7 +57,7 @@ pub struct ParquetOptions {
     pub statistics: Statistics,
     /// Writes floating-point columns with the BYTE_STREAM_SPLIT encoding instead of a
     /// dictionary. Default: false: the call-quality columns have few distinct values, and split
-    /// by byte they took 3.5x the bytes of their dictionary (docs/pipeline.md, "Parquet
+    /// by byte they took 2.4x the bytes of their dictionary (docs/pipeline.md, "Parquet
     /// settings"); readers older than Parquet format 2.8 cannot decode it either.
     pub byte_stream_split_floats: bool,
 }
