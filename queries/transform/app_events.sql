@@ -16,6 +16,7 @@ SELECT
     country,
     properties,
     extras,
+    arrived_at,
     lake_dt(occurred_at) AS dt,
     lake_hour(occurred_at) AS hour
 FROM input

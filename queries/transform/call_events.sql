@@ -10,6 +10,9 @@
 -- * mask_phone(x): HMAC-SHA256 of the number with the configured secret key, lowercase hex.
 --   The raw number never leaves this query.
 -- * lake_dt(ts) / lake_hour(ts): 'YYYY-MM-DD' and 'HH' of a timestamp in UTC.
+-- * `input` also has `arrived_at` (when the record reached the source: Kinesis'
+--   ApproximateArrivalTimestamp, or a file's modification time), added by the pipeline; the lake
+--   keeps it after `extras`.
 -- * Rows are ordered by event time so Parquet row-group statistics prune well and replays
 --   produce identical files.
 SELECT
@@ -31,6 +34,7 @@ SELECT
     quality['packet_loss_pct'] AS quality_packet_loss_pct,
     quality['rtt_ms'] AS quality_rtt_ms,
     extras,
+    arrived_at,
     lake_dt(occurred_at) AS dt,
     lake_hour(occurred_at) AS hour
 FROM input

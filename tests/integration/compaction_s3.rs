@@ -66,6 +66,7 @@ async fn write(lake: &Lake, schema: &StreamSchema, first: u64, rows: &[(&str, i6
             ),
             Arc::new(Float64Array::from(vec![first as f64; n])),
             Arc::new(StringArray::from(vec![None::<&str>; n])),
+            Arc::new(TimestampMillisecondArray::from(vec![None::<i64>; n]).with_timezone("UTC")),
             Arc::new(StringArray::from(vec!["2024-05-01"; n])),
             Arc::new(StringArray::from(vec!["10"; n])),
         ],

@@ -65,6 +65,7 @@ fn transformed(schema: &StreamSchema) -> Result<RecordBatch, Failure> {
                 None,
                 None,
             ])),
+            Arc::new(TimestampMillisecondArray::from(ts.to_vec()).with_timezone("UTC")),
             Arc::new(StringArray::from(vec![
                 "2024-05-01",
                 "2024-05-01",
@@ -184,7 +185,7 @@ async fn batches_written_to_s3_read_back_and_partitions_reach_glue() -> TestResu
             .collect();
         assert_eq!(
             names,
-            ["event_id", "occurred_at", "amount", "extras"],
+            ["event_id", "occurred_at", "amount", "extras", "arrived_at"],
             "no dt/hour inside the files"
         );
         assert_eq!(

@@ -73,6 +73,7 @@ async fn write_batch(lake: &Lake, first: u64, rows: &[(&str, i64, i64)]) {
             rows.iter().map(|r| r.2).collect::<Vec<_>>(),
         )),
         Arc::new(StringArray::from(vec![None::<&str>; rows.len()])),
+        Arc::new(TimestampMillisecondArray::from(times.clone()).with_timezone("UTC")),
         Arc::new(StringArray::from(vec!["2026-01-01"; rows.len()])),
         Arc::new(StringArray::from(
             times.iter().map(|&t| hour(t)).collect::<Vec<_>>(),

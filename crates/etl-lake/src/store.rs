@@ -71,6 +71,12 @@ pub struct BatchCommit {
     /// in manifests written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<u32>,
+    /// Set when `etl backfill` re-processed the batch (`docs/backfill.md`): the revision of its
+    /// files, from the transform and schema it was re-processed with. The manifest then lives
+    /// at `_commits/<stream>/<batch-id>@<revision>.json` and the warehouse loads it under that
+    /// id ([`BatchCommit::load_id`]), so a re-load is told apart from the first load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 /// A batch's source range when positions are text (Kinesis: `<sequence>.<sub-sequence>`).
@@ -85,6 +91,20 @@ pub struct PositionRange {
 }
 
 impl BatchCommit {
+    /// The id the warehouse's load ledger records for this manifest: the batch id, followed by
+    /// `@<revision>` for a batch a backfill re-processed.
+    pub fn load_id(&self) -> String {
+        match &self.revision {
+            Some(r) => format!("{}@{r}", self.batch_id),
+            None => self.batch_id.to_string(),
+        }
+    }
+
+    /// Where this manifest is stored: `_commits/<stream>/<load id>.json`.
+    pub fn manifest_path(&self) -> String {
+        format!("_commits/{}/{}.json", self.stream, self.load_id())
+    }
+
     /// Rows written to data files.
     pub fn rows(&self) -> u64 {
         self.files.iter().map(|f| f.rows).sum()
@@ -192,6 +212,17 @@ impl Lake {
             })?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(source) => Err(LakeError::Read {
+                path: self.display(path),
+                source,
+            }),
+        }
+    }
+
+    /// Deletes the object at `path`; one that is already gone is fine.
+    pub async fn delete(&self, path: &str) -> Result<(), LakeError> {
+        match self.store.delete(&ObjectPath::from(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(LakeError::Write {
                 path: self.display(path),
                 source,
             }),

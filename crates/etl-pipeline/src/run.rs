@@ -1,7 +1,7 @@
 //! Running one stream's records through the pipeline.
 
 use crate::dedup::DedupWindow;
-use crate::source::{Checkpoint, DedupScope, RecordSource, SourceBatch, SourceError};
+use crate::source::{Checkpoint, DedupScope, RawBatch, RecordSource, SourceBatch, SourceError};
 use crate::writer::{BatchWriter, ErrorKind, LakeWriter, ProcessedBatch};
 use crate::{PipelineError, PipelineOptions, StreamSummary};
 use arrow::array::RecordBatch;
@@ -150,7 +150,8 @@ impl Pipeline {
         // The table must exist (and match the schema) before any of its partitions is registered.
         self.catalog.sync_table(&schema).await?;
         let source_name = source.name().to_string();
-        let dead_dt = chrono::DateTime::from_timestamp_millis(source.batch_time_ms())
+        let batch_time_ms = source.batch_time_ms();
+        let dead_dt = chrono::DateTime::from_timestamp_millis(batch_time_ms)
             .unwrap_or_default()
             .format("%Y-%m-%d")
             .to_string();
@@ -187,6 +188,7 @@ impl Pipeline {
             scoped: Mutex::new(HashMap::new()),
             encode: self.encode.clone(),
             turn: watch::channel(0).0,
+            default_arrival_ms: batch_time_ms,
         });
         let batches = futures::stream::unfold((rx, 0u64), |(mut rx, seq)| async move {
             let next = rx.recv().await?;
@@ -337,6 +339,8 @@ struct Shared {
     encode: EncodeFn,
     /// Sequence number of the batch whose turn it is to pass the dedup window.
     turn: watch::Sender<u64>,
+    /// Arrival time of records whose batch carries none (the source's batch time).
+    default_arrival_ms: i64,
 }
 
 /// A batch ready to commit.
@@ -424,15 +428,15 @@ impl Shared {
                 )
             })
             .collect();
+        let arrivals = self.arrivals(&raw, &decoded.rejects, decoded.batch.num_rows())?;
         // The original bytes are not needed past here (dead letters copied theirs): free them
         // before the transform, which is where a batch needs the most memory.
         let (records, bytes) = (raw.len() as u64, raw.data_len());
         drop(raw);
         clock.lap(crate::metrics::Stage::Decode);
         let transformed = if decoded.batch.num_rows() > 0 {
-            self.transformer
-                .transform(&self.stream, decoded.batch)
-                .await?
+            let input = Transformer::with_arrivals(decoded.batch, arrivals)?;
+            self.transformer.transform(&self.stream, input).await?
         } else {
             Transformed {
                 batches: Vec::new(),
@@ -469,6 +473,33 @@ impl Shared {
         };
         batch.reconcile(&self.stream, &self.source_name)?;
         Ok(batch)
+    }
+
+    /// The arrival time of each decoded row: the batch's arrivals of the records that were not
+    /// rejected (rows are the accepted records in order), or the source's batch time.
+    fn arrivals(
+        &self,
+        raw: &RawBatch,
+        rejects: &[etl_decode::Reject],
+        rows: usize,
+    ) -> Result<Vec<Option<i64>>, PipelineError> {
+        if raw.arrivals.is_empty() {
+            return Ok(vec![Some(self.default_arrival_ms); rows]);
+        }
+        let mut rejected: Vec<usize> = rejects.iter().map(|r| r.index as usize).collect();
+        rejected.sort_unstable();
+        let out: Vec<Option<i64>> = (0..raw.len())
+            .filter(|i| rejected.binary_search(i).is_err())
+            .map(|i| raw.arrivals.get(i).copied().flatten())
+            .collect();
+        if out.len() != rows {
+            return Err(PipelineError::Internal(format!(
+                "{} decoded rows for {} accepted records",
+                rows,
+                out.len()
+            )));
+        }
+        Ok(out)
     }
 
     /// Passes `batches` through the stream's window, or the window of the batch's partition

@@ -15,6 +15,10 @@ pub struct RawBatch {
     pub data: Vec<u8>,
     /// `(start, end)` of each record in `data`.
     pub ranges: Vec<(usize, usize)>,
+    /// When each record reached the source (ms since the epoch; Kinesis'
+    /// `ApproximateArrivalTimestamp`), one per record; empty: every record arrived at the
+    /// source's [`RecordSource::batch_time_ms`] (a file's modification time).
+    pub arrivals: Vec<Option<i64>>,
     /// Where `data` goes back when the batch is dropped (sources that reuse their buffers).
     pool: Option<BufferPool>,
 }
@@ -365,6 +369,7 @@ impl LineReader {
         let mut batch = RawBatch {
             data: self.pool.take().unwrap_or_default(),
             ranges: Vec::new(),
+            arrivals: Vec::new(),
             pool: Some(self.pool.clone()),
         };
         // One allocation per batch, sized for `max_bytes` plus the line crossing it and one more

@@ -171,6 +171,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../../queries/athena/hourly_volume.sql"),
     ),
     (
+        "late_arrivals",
+        include_str!("../../../queries/athena/late_arrivals.sql"),
+    ),
+    (
         "top_hangup_causes",
         include_str!("../../../queries/athena/top_hangup_causes.sql"),
     ),

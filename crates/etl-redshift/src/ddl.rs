@@ -377,10 +377,10 @@ mod tests {
         assert!(sql.starts_with("CREATE TABLE IF NOT EXISTS \"analytics\".\"call_events\" (\n  \"event_id\" VARCHAR(128) NOT NULL,"), "{sql}");
         assert!(sql.contains("\"caller\" CHAR(64) NOT NULL"), "{sql}");
         assert!(sql.contains("\"quality_mos\" DOUBLE PRECISION,"), "{sql}");
-        assert!(sql.ends_with("\"extras\" VARCHAR(65535)\n)\nDISTSTYLE AUTO\nCOMPOUND SORTKEY (\"occurred_at\", \"event_id\")"), "{sql}");
+        assert!(sql.ends_with("\"extras\" VARCHAR(65535),\n  \"arrived_at\" TIMESTAMP\n)\nDISTSTYLE AUTO\nCOMPOUND SORTKEY (\"occurred_at\", \"event_id\")"), "{sql}");
         let names = table.column_names();
         assert_eq!(names.first().map(String::as_str), Some("event_id"));
-        assert_eq!(names.last().map(String::as_str), Some("extras"));
+        assert_eq!(names.last().map(String::as_str), Some("arrived_at"));
         let pg = table.create_sql(&schema, SqlFlavor::Postgres);
         assert!(!pg.contains("DISTSTYLE") && !pg.contains("SORTKEY"), "{pg}");
         Parser::parse_sql(&RedshiftSqlDialect {}, &pg)

@@ -359,7 +359,7 @@ impl Loader {
     pub fn request(&self, commit: &BatchCommit) -> LoadRequest {
         LoadRequest {
             table: commit.stream.clone(),
-            batch_id: commit.batch_id.to_string(),
+            batch_id: commit.load_id(),
             files: commit
                 .files
                 .iter()
@@ -458,7 +458,7 @@ impl Loader {
                         stop,
                         "reading a commit record",
                         &mut retries,
-                        || self.read_commit(path, |c| !loaded.contains(&c.batch_id.to_string())),
+                        || self.read_commit(path, |c| !loaded.contains(&c.load_id())),
                     )
                     .await;
                     (path.clone(), commit, retries)
@@ -469,7 +469,7 @@ impl Loader {
                     read.push((path, commit?));
                 }
                 for (path, (commit, columns)) in read {
-                    if commit.files.is_empty() || loaded.contains(&commit.batch_id.to_string()) {
+                    if commit.files.is_empty() || loaded.contains(&commit.load_id()) {
                         if commit.files.is_empty() {
                             summary.empty += 1;
                         } else {

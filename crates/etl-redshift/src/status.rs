@@ -71,13 +71,13 @@ pub async fn warehouse_status(
             };
             let commit: BatchCommit = serde_json::from_slice(&bytes)
                 .map_err(|e| RedshiftError::Lake(format!("{path} is not a commit record: {e}")))?;
-            if commit.files.is_empty() || loaded.contains(&commit.batch_id.to_string()) {
+            if commit.files.is_empty() || loaded.contains(&commit.load_id()) {
                 continue;
             }
             status.pending_batches += 1;
             status.pending_rows += commit.rows();
             if status.next_batch.is_none() {
-                status.next_batch = Some(commit.batch_id.to_string());
+                status.next_batch = Some(commit.load_id());
             }
         }
         out.push(status);

@@ -39,10 +39,10 @@ pub fn check_evolution(
 ) -> Result<Vec<LakeColumn>, EvolutionError> {
     let stream = new.stream.clone();
     let (old_cols, new_cols) = (old.lake_columns(), new.lake_columns());
-    // `extras` is always last: compare the schema-defined prefix, then re-append it.
+    // `extras` and `arrived_at` always come last: compare the schema-defined prefix.
     let (old_body, new_body) = (
-        &old_cols[..old_cols.len() - 1],
-        &new_cols[..new_cols.len() - 1],
+        &old_cols[..old_cols.len() - crate::lake::PIPELINE_COLUMNS],
+        &new_cols[..new_cols.len() - crate::lake::PIPELINE_COLUMNS],
     );
     for (i, oc) in old_body.iter().enumerate() {
         match new_body.iter().position(|nc| nc.name == oc.name) {

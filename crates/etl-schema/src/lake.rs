@@ -1,12 +1,17 @@
 //! Lake columns: what a stream looks like in Parquet, Glue and Redshift.
 
-use crate::model::{timestamp_ms, Field, FieldType, StreamSchema, EXTRAS_COLUMN};
+use crate::model::{
+    timestamp_ms, Field, FieldType, StreamSchema, ARRIVED_AT_COLUMN, EXTRAS_COLUMN,
+};
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef};
 use std::sync::Arc;
 
 /// Hive-style partition keys of every lake table, in path order: `dt=YYYY-MM-DD/hour=HH`.
 /// Both are strings (Athena's advice for partition keys) derived from `occurred_at` in UTC.
 pub const PARTITION_KEYS: [&str; 2] = ["dt", "hour"];
+
+/// Columns every lake table has after the schema's fields: `extras` and `arrived_at`.
+pub const PIPELINE_COLUMNS: usize = 2;
 
 /// One column of a lake table (partition keys excluded).
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +32,7 @@ pub struct LakeColumn {
 
 impl StreamSchema {
     /// Columns of the lake table in order: every field (structs flattened to `<name>_<child>`,
-    /// phones as their keyed hash) followed by `extras`. Partition keys are not included:
+    /// phones as their keyed hash) followed by `extras` and `arrived_at`. Partition keys are not included:
     /// they live in the object path.
     pub fn lake_columns(&self) -> Vec<LakeColumn> {
         let mut out = Vec::new();
@@ -50,6 +55,14 @@ impl StreamSchema {
             hive_type: "string",
             redshift_type: "VARCHAR(65535)".into(),
             doc: "Keys of the event that the schema does not know, as a JSON object.".into(),
+        });
+        out.push(LakeColumn {
+            name: ARRIVED_AT_COLUMN.into(),
+            data_type: timestamp_ms(),
+            nullable: true,
+            hive_type: "timestamp",
+            redshift_type: "TIMESTAMP".into(),
+            doc: "When the record reached the source (Kinesis ApproximateArrivalTimestamp; for files, the file's modification time), UTC.".into(),
         });
         out
     }

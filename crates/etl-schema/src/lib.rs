@@ -15,7 +15,7 @@ mod model;
 
 pub use lake::{LakeColumn, PARTITION_KEYS};
 pub use limits::{max_text_bytes, WAREHOUSE_TEXT_MAX_BYTES};
-pub use model::{Field, FieldType, SchemaError, StreamSchema};
+pub use model::{Field, FieldType, SchemaError, StreamSchema, ARRIVED_AT_COLUMN, EXTRAS_COLUMN};
 
 /// The schemas compiled into the binary, used when no `schemas/` directory is configured
 /// (`etl demo` runs with these). The files in the repository's `schemas/` are the source.

@@ -212,6 +212,11 @@ impl From<Field> for RawField {
 /// Name of the column that keeps unknown keys as a JSON object.
 pub const EXTRAS_COLUMN: &str = "extras";
 
+/// Name of the column with the time a record reached the source (Kinesis'
+/// `ApproximateArrivalTimestamp`; for files, the file's modification time). The pipeline adds it
+/// to the decoded batch (the transform's `input`), after `extras`.
+pub const ARRIVED_AT_COLUMN: &str = "arrived_at";
+
 impl StreamSchema {
     /// Reads and validates one schema file.
     pub fn load(path: &Path) -> Result<Self, SchemaError> {
@@ -259,7 +264,7 @@ impl StreamSchema {
                 }
             }
         }
-        for reserved in [EXTRAS_COLUMN, "dt", "hour"] {
+        for reserved in [EXTRAS_COLUMN, ARRIVED_AT_COLUMN, "dt", "hour"] {
             if columns.contains(reserved) {
                 return bad(format!(
                     "field name `{reserved}` is reserved; rename the field"

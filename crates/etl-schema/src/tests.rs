@@ -39,7 +39,8 @@ fn lake_columns_flatten_structs_and_end_with_extras() {
             "quality_jitter_ms",
             "quality_packet_loss_pct",
             "quality_rtt_ms",
-            "extras"
+            "extras",
+            "arrived_at"
         ]
     );
     let occurred = call()

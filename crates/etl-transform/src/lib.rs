@@ -21,7 +21,7 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::Schema;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
-use etl_schema::StreamSchema;
+use etl_schema::{StreamSchema, ARRIVED_AT_COLUMN};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -176,6 +176,30 @@ impl Transformer {
         })
     }
 
+    /// `decoded` with the column `arrived_at` (ms, UTC) appended: `arrivals[i]` for row `i`
+    /// (`None`: NULL). The pipeline calls it with the records' arrival times; a batch without
+    /// the column gets NULLs when it is transformed.
+    pub fn with_arrivals(
+        decoded: RecordBatch,
+        arrivals: Vec<Option<i64>>,
+    ) -> Result<RecordBatch, TransformError> {
+        use arrow::array::TimestampMillisecondArray;
+        use arrow::datatypes::Field;
+        let column = TimestampMillisecondArray::from(arrivals).with_timezone("UTC");
+        let mut fields: Vec<Arc<Field>> = decoded.schema().fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(
+            ARRIVED_AT_COLUMN,
+            column.data_type().clone(),
+            true,
+        )));
+        let mut columns = decoded.columns().to_vec();
+        columns.push(Arc::new(column));
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
+    }
+
     /// Keeps the first row of each `event_id` (in batch order); returns the batch unchanged when
     /// every id is distinct. A hash pass instead of a SQL window function, which costs a
     /// partition per id.
@@ -216,6 +240,11 @@ impl Transformer {
         let ctx = SessionContext::new_with_config(self.config.clone());
         functions::register(&ctx, &self.key);
         let input = decoded.num_rows() as u64;
+        let decoded = if decoded.column_by_name(ARRIVED_AT_COLUMN).is_some() {
+            decoded
+        } else {
+            Self::with_arrivals(decoded, vec![None; input as usize])?
+        };
         let unique = Self::dedup_first(decoded)?;
         let duplicates = input - unique.num_rows() as u64;
         let sql_input = unique.num_rows() as u64;
@@ -258,8 +287,27 @@ fn conform(
     };
     if got.fields().len() != expected.fields().len() {
         let names: Vec<&str> = got.fields().iter().map(|f| f.name().as_str()).collect();
+        let missing: Vec<&str> = expected
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|n| !names.contains(n))
+            .collect();
+        let hint = if missing.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (missing: {}{})",
+                missing.join(", "),
+                if missing.contains(&ARRIVED_AT_COLUMN) {
+                    "; `arrived_at` is in `input` since the lake gained it: select it after `extras`"
+                } else {
+                    ""
+                }
+            )
+        };
         return Err(shape(format!(
-            "expected {} columns, got {}: {}",
+            "expected {} columns, got {}: {}{hint}",
             expected.fields().len(),
             names.len(),
             names.join(", ")

@@ -149,7 +149,7 @@ async fn a_query_with_the_wrong_columns_is_refused_with_the_file_name() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("bad.sql") && err.contains("expected 20 columns"),
+        err.contains("bad.sql") && err.contains("expected 21 columns"),
         "{err}"
     );
 }

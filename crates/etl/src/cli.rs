@@ -89,6 +89,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::cmd_warehouse::WarehouseCommand,
     },
+    /// Re-process a range of history through the current schema and transform, in place (docs/backfill.md).
+    Backfill(crate::cmd_backfill::BackfillArgs),
     /// Merge the small Parquet files of closed partition-hours; readers never notice (docs/compaction.md).
     Compact(crate::cmd_compact::CompactArgs),
     /// QuickSight dashboards (dashboards/): validate against the views, render offline HTML, deploy.

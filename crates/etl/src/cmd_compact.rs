@@ -1,7 +1,7 @@
 //! `etl compact`: merges the small Parquet files of closed partition-hours (docs/compaction.md).
 
 use crate::setup::Setup;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use etl_compact::{Action, CompactOptions, Compactor, GlueLocations, LoadGate, Report};
 
@@ -50,22 +50,10 @@ pub async fn run(setup: &Setup, args: CompactArgs) -> Result<()> {
     let schemas: Vec<_> = if args.streams.is_empty() {
         setup.schemas.iter().collect()
     } else {
-        let mut out = Vec::new();
-        for name in &args.streams {
-            match setup.schemas.iter().find(|s| &s.stream == name) {
-                Some(s) => out.push(s),
-                None => bail!(
-                    "--stream {name}: no such stream; known: {}",
-                    setup
-                        .schemas
-                        .iter()
-                        .map(|s| s.stream.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }
-        }
-        out
+        args.streams
+            .iter()
+            .map(|name| setup.stream_schema("--stream", name))
+            .collect::<Result<Vec<_>>>()?
     };
     let lake = setup.lake()?;
     let glue = setup.glue_catalog().map(GlueLocations);

@@ -21,7 +21,7 @@ pub struct KinesisEndpoint {
 }
 
 impl KinesisEndpoint {
-    async fn client(&self, setup: &Setup) -> Result<etl_aws::kinesis::Client> {
+    pub(crate) async fn client(&self, setup: &Setup) -> Result<etl_aws::kinesis::Client> {
         let mut settings = setup.aws_settings().clone();
         if let Some(region) = &self.aws_region {
             settings.region = region.clone();

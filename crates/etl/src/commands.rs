@@ -35,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             crate::cmd_warehouse::run(&setup, cli.global.views.as_deref(), command).await
         }
         Command::Leases { command } => crate::cmd_leases::run(&setup, command).await,
+        Command::Backfill(args) => crate::cmd_backfill::run(&setup, args).await,
         Command::Compact(args) => crate::cmd_compact::run(&setup, args).await,
         Command::Dashboards { command } => {
             crate::cmd_dashboards::run(&cli.global, &setup, command).await

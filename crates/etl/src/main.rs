@@ -1,6 +1,7 @@
 //! `etl`: the command-line entry point. `main → run → ExitCode`; errors are printed once.
 
 mod cli;
+mod cmd_backfill;
 mod cmd_compact;
 mod cmd_dashboards;
 mod cmd_ingest;

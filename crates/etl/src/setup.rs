@@ -276,6 +276,11 @@ impl Setup {
     }
 
     pub fn pipeline(&self) -> Result<Pipeline> {
+        self.pipeline_with(self.options.clone())
+    }
+
+    /// A pipeline with other batching or parallelism than the configuration's.
+    pub fn pipeline_with(&self, options: PipelineOptions) -> Result<Pipeline> {
         if self.schemas.is_empty() {
             bail!("no stream schemas loaded");
         }
@@ -284,11 +289,46 @@ impl Setup {
         let transformer =
             Transformer::new(&self.schemas, self.transform_sql.clone(), self.key.clone())?;
         Ok(Pipeline::new(
-            self.options.clone(),
+            options,
             self.schemas.clone(),
             transformer,
             lake,
             catalog,
         )?)
+    }
+}
+
+impl Setup {
+    /// The schema of stream `name`; the error lists the known streams (`flag` names the option).
+    pub fn stream_schema(&self, flag: &str, name: &str) -> Result<&StreamSchema> {
+        self.schemas
+            .iter()
+            .find(|s| s.stream == name)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{flag} {name}: no such stream; known: {}",
+                    self.schemas
+                        .iter()
+                        .map(|s| s.stream.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+
+    /// What a batch's output depends on besides its input, for `stream`: the schema, the
+    /// transform SQL and the masking key (as the HMAC of a fixed text, which names the key
+    /// without revealing it). `etl backfill` derives its revisions from it.
+    pub fn transform_fingerprint(&self, stream: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for schema in self.schemas.iter().filter(|s| s.stream == stream) {
+            h.update(format!("{schema:?}").as_bytes());
+        }
+        for sql in self.transform_sql.iter().filter(|s| s.stream == stream) {
+            h.update(sql.sql.as_bytes());
+        }
+        h.update(self.key.mask("etl backfill fingerprint").as_bytes());
+        hex::encode(h.finalize())
     }
 }

@@ -16,13 +16,14 @@ use crate::redshift_suite::data_api::settings;
 use crate::redshift_suite::loader_e2e::{quick, warehouse_ids, world, World};
 use crate::{Context, Failure, TestResult};
 
-/// `app_events` version 3: version 2 with the optional field `campaign` (before `extras`).
+/// `app_events` version 4: the current version 3 with the optional field `campaign` (before
+/// `extras`).
 fn schemas_v3() -> Result<Vec<StreamSchema>, Failure> {
     let v2 = include_str!("../../../schemas/app_events.toml");
     let v3 = format!(
         "{}\n[[fields]]\nname = \"campaign\"\ntype = \"string\"\nmax_length = 64\n\
          doc = \"Marketing campaign that brought the user.\"\n",
-        v2.replacen("version = 2", "version = 3", 1)
+        v2.replacen("version = 3", "version = 4", 1)
     );
     let app = StreamSchema::from_toml_str(&v3, "app_events v3").context("v3 schema")?;
     let mut schemas = etl_schema::embedded().context("schemas")?;
@@ -137,7 +138,7 @@ async fn batches_of_the_old_and_the_new_schema_load_after_a_field_is_added() -> 
     let new = Arc::new(warehouse(&world, &schemas_v3()?).await?);
     // It knows the current version, so it reads the footers of the older batches only.
     let mut new_loader = Loader::new(new, world.lake.clone(), &world.lake_url, app, quick())?
-        .with_schema_versions([("app_events".to_string(), 3)]);
+        .with_schema_versions([("app_events".to_string(), 4)]);
     let summary = new_loader.load_pending().await?;
     assert_eq!((summary.loaded, summary.stopped), (2, 0), "{summary:?}");
     let lake: Vec<String> = world.lake_ids("app_events").await?.into_iter().collect();

@@ -442,6 +442,7 @@ impl KinesisSource {
                 batch.ranges.push((start, batch.data.len()));
                 positions.push(record.position);
                 arrivals.push(record.arrival_ms);
+                batch.arrivals.push(record.arrival_ms);
             }
             queue.since = if queue.records.is_empty() {
                 None

@@ -209,7 +209,7 @@ impl Delivery {
     }
 
     /// The record numbers in the shard's log, ascending.
-    async fn record_numbers(&self) -> Result<Vec<u64>, DeliveryError> {
+    pub async fn record_numbers(&self) -> Result<Vec<u64>, DeliveryError> {
         let prefix = format!("_delivery/{}/{}", self.stream, self.shard);
         let mut numbers = Vec::new();
         for path in self.lake.list(&prefix).await? {
@@ -234,7 +234,7 @@ impl Delivery {
     }
 
     /// Record `n` of the shard's log, checked to be the one its name says.
-    async fn read_record(&self, n: u64) -> Result<CommitRecord, DeliveryError> {
+    pub async fn read_record(&self, n: u64) -> Result<CommitRecord, DeliveryError> {
         let path = record_path(&self.stream, &self.shard, n);
         let bytes = self
             .lake

@@ -95,6 +95,7 @@ pub fn prepare_batch(
         dead_letters: dead_letters.len() as u64,
         range,
         schema_version,
+        revision: None,
     };
     out.push(BatchFile {
         path: commit_file(stream, batch_id),

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// App events `<prefix>-<i>` in one hour, each with the key `campaign` (unknown to version 2,
 /// which keeps it in `extras`).
-async fn put_events(
+pub(super) async fn put_events(
     kinesis: &etl_aws::kinesis::Client,
     stream: &str,
     prefix: &str,
@@ -69,14 +69,28 @@ fn copy_with(
     Ok(to.to_path_buf())
 }
 
+/// `schema` with its `version = N` line made `N + 1`.
+pub(super) fn next_version(schema: &str) -> String {
+    schema
+        .lines()
+        .map(
+            |l| match l.strip_prefix("version = ").map(str::parse::<u32>) {
+                Some(Ok(n)) => format!("version = {}", n + 1),
+                _ => l.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The `--schemas`/`--transform-sql`/`--views` folders of version 3.
-fn version_3(bed: &Bed) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+pub(super) fn version_3(bed: &Bed) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let root = bed.tmp.path().join("v3");
     let schemas = copy_with("schemas", &root.join("schemas"), "app_events.toml", |t| {
         format!(
             "{}\n[[fields]]\nname = \"campaign\"\ntype = \"string\"\nmax_length = 64\n\
              doc = \"Marketing campaign that brought the user.\"\n",
-            t.replacen("version = 2", "version = 3", 1)
+            next_version(t)
         )
     })?;
     let sql = copy_with(
@@ -185,7 +199,7 @@ async fn a_field_added_while_running_flows_through_lake_glue_redshift_and_views(
             .parameters()
             .and_then(|p| p.get("etl.schema_version"))
             .map(String::as_str),
-        Some("3")
+        Some("4")
     );
 
     // The lake through the local engine: both versions' files, old ones NULL for the column.

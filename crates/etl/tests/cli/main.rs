@@ -3,6 +3,7 @@
 //! One test binary for the crate; the servers come from `etl-testbed`.
 
 mod aws_credentials;
+mod backfill;
 mod compact;
 mod dashboards;
 mod evolution_e2e;

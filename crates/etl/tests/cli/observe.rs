@@ -105,6 +105,15 @@ pub(super) fn collect_stderr(
     (lines, rx)
 }
 
+/// The collected log as one text once it contains `needle` (the reader thread may still be
+/// taking the last lines off the pipe when the child has exited), or as it is after 10 s.
+pub(super) async fn log_with(log: &Arc<Mutex<Vec<String>>>, needle: &str) -> String {
+    let text = || log.lock().map(|l| l.join("\n")).unwrap_or_default();
+    wait_for(10, needle, || Some(text()).filter(|t| t.contains(needle)))
+        .await
+        .unwrap_or_else(|_| text())
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, for at most `secs` seconds.
 pub(super) async fn wait_for<T>(
     secs: u64,
@@ -560,7 +569,7 @@ async fn etl_warehouse_load_follow_exports_loads_and_pending_batches() -> TestRe
         .status()?;
     assert!(kill.success());
     let status = wait_for(60, "the loader to exit", || child.try_wait().ok().flatten()).await?;
-    let log = log.lock().map_err(|_| "log lock")?.join("\n");
+    let log = log_with(&log, "stopping: /readyz answers 503").await;
     assert!(
         status.success(),
         "load --follow after SIGTERM: {status:?}\n{log}"

@@ -41,6 +41,7 @@ const CASES: &[(&str, &[&str])] = &[
         &["call_id=c1", "from_dt=2024-05-01", "to_dt=2024-05-02"],
     ),
     ("hourly_volume", &["from_dt=2024-05-01", "to_dt=2024-05-01"]),
+    ("late_arrivals", &["from_dt=2024-05-01", "to_dt=2024-05-02"]),
     (
         "top_hangup_causes",
         &["from_dt=2024-05-01", "to_dt=2024-05-02"],
@@ -51,11 +52,37 @@ const CASES: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Modification times of the fixture files: a file's records arrive at its modification time.
+/// The calls of 2024-05-01 arrive at 11:30:30 that day, those of 2024-05-02 on 2024-05-03 at
+/// 10:00 (`late_arrivals`).
+const ARRIVALS: [(&str, u64); 3] = [
+    ("call_events", 1_714_563_030),
+    ("call_events_late", 1_714_730_400),
+    ("app_events", 1_714_563_030),
+];
+
 fn ingest_fixture(dir: &Path) -> TestResult {
     std::fs::create_dir_all(dir)?;
-    for (stream, body) in [("call_events", CALLS), ("app_events", APPS)] {
-        let file = dir.join(format!("{stream}.ndjson"));
+    let (early, late): (Vec<&str>, Vec<&str>) =
+        CALLS.lines().partition(|l| !l.contains("2024-05-02"));
+    let calls = [early.join("\n") + "\n", late.join("\n") + "\n"];
+    for (name, body) in [
+        ("call_events", calls[0].as_str()),
+        ("call_events_late", calls[1].as_str()),
+        ("app_events", APPS),
+    ] {
+        let stream = name.trim_end_matches("_late");
+        let file = dir.join(format!("{name}.ndjson"));
         std::fs::write(&file, body)?;
+        let mtime = ARRIVALS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| std::time::UNIX_EPOCH + std::time::Duration::from_secs(*t))
+            .ok_or("no arrival time")?;
+        std::fs::File::options()
+            .write(true)
+            .open(&file)?
+            .set_modified(mtime)?;
         let file = file.to_str().ok_or("temp path is not UTF-8")?;
         let out = etl(dir, &["ingest", "--stream", stream, file]);
         assert!(
@@ -300,7 +327,7 @@ async fn an_s3_lake_is_queried_locally_and_on_athena_with_projected_glue_tables(
     assert!(out.status.success(), "save-named: {}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout).matches(": created (").count(),
-        4,
+        etl_query::named::embedded().len(),
         "{}",
         text(&out.stdout)
     );
@@ -312,7 +339,7 @@ async fn an_s3_lake_is_queried_locally_and_on_athena_with_projected_glue_tables(
     );
     assert_eq!(
         text(&out.stdout).matches(": unchanged (").count(),
-        4,
+        etl_query::named::embedded().len(),
         "{}",
         text(&out.stdout)
     );

@@ -59,6 +59,7 @@ SELECT
     segments,
     carrier,
     extras,
+    arrived_at,
     lake_dt(occurred_at) AS dt,
     lake_hour(occurred_at) AS hour
 FROM input

@@ -288,7 +288,7 @@ async fn a_column_narrower_than_the_schema_stops_its_table_visibly_until_migrate
         .args(["-TERM", &child.id().to_string()])
         .status()?;
     let status = wait_for(60, "the loader to exit", || child.try_wait().ok().flatten()).await?;
-    let log = log.lock().map_err(|_| "log lock")?.join("\n");
+    let log = super::observe::log_with(&log, "app_events").await;
     assert!(!status.success(), "a stopped table fails the run: {log}");
     assert!(log.contains("app_events"), "{log}");
 
