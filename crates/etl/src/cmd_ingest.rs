@@ -91,7 +91,11 @@ impl clap::FromArgMatches for IngestArgs {
 
 impl clap::Args for IngestArgs {
     fn augment_args(cmd: clap::Command) -> clap::Command {
-        cmd.arg(
+        cmd.override_usage(
+            "etl ingest --stream <STREAM> <FILE>... [--stream <STREAM> <FILE>...]... [--json]\n       \
+             etl ingest --stream <STREAM> [OPTIONS] <FILE>...",
+        )
+        .arg(
             Arg::new("stream")
                 .long("stream")
                 .required(true)
