@@ -36,7 +36,7 @@ mod s3;
 mod store;
 
 pub use dead_letters::{DeadLetter, DeadLetterSource};
-pub use encode::{encode_partitions, Compression, EncodedFile, ParquetOptions};
+pub use encode::{encode_partitions, Compression, EncodedFile, ParquetOptions, Statistics};
 pub use layout::{BatchId, PartitionValues};
 pub use s3::{open_s3_store, parse_s3_url, S3CredentialProvider, S3Encryption, S3Options};
 pub use store::{

@@ -203,7 +203,7 @@ impl Pipeline {
                 let permits = permits.clone();
                 async move { (seq, raw, permits.acquire_owned().await) }
             })
-            .map(|(seq, raw, permit)| {
+            .map(move |(seq, raw, permit)| {
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let _permit = permit
@@ -212,7 +212,20 @@ impl Pipeline {
                 })
             })
             .buffered(self.options.parallelism);
-        let mut processed = std::pin::pin!(processed);
+        // A task of its own drives the batches, so new ones start as permits free up also while
+        // a batch is being committed below (committing in this loop kept the next batch from
+        // starting until the commit had finished). Commits stay in batch order: one channel,
+        // one committer.
+        type Joined = Result<Result<Processed, PipelineError>, tokio::task::JoinError>;
+        let (done_tx, mut done_rx) = mpsc::channel::<Joined>(1);
+        let driver = tokio::spawn(async move {
+            let mut processed = std::pin::pin!(processed);
+            while let Some(joined) = processed.next().await {
+                if done_tx.send(joined).await.is_err() {
+                    return; // the committer stopped (an error): stop starting batches
+                }
+            }
+        });
 
         let mut summary = StreamSummary {
             stream: stream.to_string(),
@@ -220,7 +233,7 @@ impl Pipeline {
             ..Default::default()
         };
         crate::metrics::register_stream(stream);
-        while let Some(joined) = processed.next().await {
+        while let Some(joined) = done_rx.recv().await {
             let batch = joined
                 .map_err(|e| PipelineError::Internal(format!("batch task failed: {e}")))??;
             let mut reasons: Vec<String> = batch.dead.iter().map(|d| d.reason.clone()).collect();
@@ -285,6 +298,9 @@ impl Pipeline {
                 p(summary.read, summary.bytes_read);
             }
         }
+        driver
+            .await
+            .map_err(|e| PipelineError::Internal(format!("batch driver task failed: {e}")))?;
         reader
             .await
             .map_err(|e| PipelineError::Internal(format!("reader task failed: {e}")))?;

@@ -60,7 +60,7 @@ pub enum Command {
     /// Write synthetic events as NDJSON (one file per stream).
     Generate(GenerateArgs),
     /// Push NDJSON files (optionally gzip; `-` for stdin) through validate → transform → lake → catalog.
-    Ingest(IngestArgs),
+    Ingest(crate::cmd_ingest::IngestArgs),
     /// Manage the catalog of lake tables.
     Catalog {
         #[command(subcommand)]
@@ -167,19 +167,6 @@ impl GeneratorArgs {
         }
         cfg
     }
-}
-
-#[derive(Debug, Args)]
-pub struct IngestArgs {
-    /// Stream the records belong to (`app_events` or `call_events`).
-    #[arg(long)]
-    pub stream: String,
-    /// Input files; `-` reads stdin.
-    #[arg(required = true)]
-    pub files: Vec<String>,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,7 +2,6 @@
 
 use crate::cli::{
     CatalogCommand, Cli, Command, DeadLettersCommand, DemoArgs, GenerateArgs, GeneratorArgs,
-    IngestArgs,
 };
 use crate::setup::Setup;
 use anyhow::{bail, Context, Result};
@@ -23,7 +22,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo(args) => demo(&cli.global, &setup, args).await,
         Command::Generate(args) => generate(args).map(|_| ()),
-        Command::Ingest(args) => ingest(&setup, args).await,
+        Command::Ingest(args) => crate::cmd_ingest::run(&setup, args).await,
         Command::Catalog { command } => catalog(&setup, command).await,
         Command::DeadLetters {
             command: DeadLettersCommand::Replay { streams, json },
@@ -84,7 +83,7 @@ fn progress_bar(total_bytes: u64) -> ProgressBar {
 }
 
 /// Ingests `files` into `stream` and returns the merged summary.
-async fn ingest_files(
+pub(crate) async fn ingest_files(
     pipeline: &Pipeline,
     stream: &str,
     files: &[String],
@@ -110,19 +109,6 @@ async fn ingest_files(
         total.merge(&summary);
     }
     Ok(total)
-}
-
-async fn ingest(setup: &Setup, args: IngestArgs) -> Result<()> {
-    let pipeline = setup.pipeline()?;
-    pipeline.sync_catalog().await?;
-    let summary = ingest_files(&pipeline, &args.stream, &args.files, None).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        println!("{summary}");
-        println!("lake: {}", pipeline.lake().location());
-    }
-    Ok(())
 }
 
 const DEMO_MARKER: &str = ".etl-demo";

@@ -4,6 +4,7 @@ mod cli;
 mod cmd_backfill;
 mod cmd_compact;
 mod cmd_dashboards;
+mod cmd_ingest;
 mod cmd_kinesis;
 mod cmd_leases;
 mod cmd_query;

@@ -7,6 +7,7 @@ mod backfill;
 mod compact;
 mod dashboards;
 mod evolution_e2e;
+mod ingest_streams;
 mod leases;
 mod query;
 mod schema_evolution;
