@@ -8,7 +8,11 @@
 use std::path::Path;
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../queries/transform");
+    // The manifest dir of this run, not of the build that compiled this script: a script binary
+    // reused from a checkout at another path (a shared CARGO_TARGET_DIR) must read this one.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    let dir = Path::new(&manifest).join("../../queries/transform");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .map(|entries| {
