@@ -1,13 +1,15 @@
-//! `etl backfill` after a transform change (issue 15): `app_events` gains the field `campaign`
-//! (version 3). Version 2 consumed the "old" events (in the backfill's range) and the "mid" events
-//! (after it); then version 3 is deployed: a v3 `etl run --load` consumes "late" events **while**
-//! a v3 backfill re-processes the range from the raw archive. Afterwards, in the lake (local engine
+//! `etl backfill` after a transform change (issue 15): `call_events` gains `duration_s`, a column
+//! the transform derives from `duration_ms` (a new version of a temp copy of the schema and the
+//! transform). The current version consumed the "old" events (in the backfill's range) and the
+//! "mid" events (after it); then the next version is deployed: its `etl run --load` consumes
+//! "late" events **while** its backfill re-processes the range from the raw archive. Afterwards, in the lake (local engine
 //! over S3 + Glue) and in Redshift (the stand-in): every event once, the old events carry the new
 //! column, the mid events are untouched (NULL), the late ones have it from the live consumer, and
 //! the ledger records re-loads apart from first loads. A second identical backfill changes no
-//! object and no warehouse count.
+//! object and no warehouse count. The other tests: Kinesis AT_TIMESTAMP, raw-archive slices,
+//! historical files (slices, kill -9 and resume, gzip in S3), on `app_events` (+ `campaign`).
 
-use super::evolution_e2e::{put_events, version_3};
+use super::evolution_e2e::{copy_with, next_version, put_events, version_3};
 use super::warehouse_ops::{bed_with, Bed};
 use super::TestResult;
 use std::collections::BTreeMap;
@@ -49,16 +51,134 @@ async fn objects(
     }
 }
 
-/// `(prefix, events, with campaign)` per event-id prefix, from Redshift.
+/// Which stream a history is made of, and the column its next version adds.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// `app_events`; version+1 adds the field `campaign` (from the events).
+    App,
+    /// `call_events`; version+1 adds `duration_s`, derived in the transform from `duration_ms`.
+    Call,
+}
+
+impl Kind {
+    fn table(self) -> &'static str {
+        match self {
+            Kind::App => "app_events",
+            Kind::Call => "call_events",
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            Kind::App => "campaign",
+            Kind::Call => "duration_s",
+        }
+    }
+
+    async fn put(
+        self,
+        kinesis: &etl_aws::kinesis::Client,
+        stream: &str,
+        prefix: &str,
+        n: usize,
+    ) -> TestResult {
+        match self {
+            Kind::App => put_events(kinesis, stream, prefix, n).await,
+            Kind::Call => put_calls(kinesis, stream, prefix, n).await,
+        }
+    }
+
+    /// The `--schemas`/`--transform-sql`/`--views` arguments of the next version.
+    fn next(self, bed: &Bed) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+        match self {
+            Kind::App => version_3(bed),
+            Kind::Call => call_version_with_duration_s(bed),
+        }
+    }
+}
+
+/// Ended calls `<prefix>-<i>` of `i` seconds and 500 ms each, in one hour.
+async fn put_calls(
+    kinesis: &etl_aws::kinesis::Client,
+    stream: &str,
+    prefix: &str,
+    n: usize,
+) -> TestResult {
+    use etl_aws::kinesis::primitives::Blob;
+    use etl_aws::kinesis::types::PutRecordsRequestEntry;
+    let entries = (0..n)
+        .map(|i| {
+            let event = format!(
+                "{{\"event_id\":\"{prefix}-{i:04}\",\"call_id\":\"c-{prefix}-{i}\",\
+                 \"event_type\":\"call_ended\",\"occurred_at\":\"2026-11-03T10:{:02}:00.000Z\",\
+                 \"account_id\":\"acc-1\",\"caller\":\"+14155550101\",\"callee\":\"+14155550102\",\
+                 \"direction\":\"outbound\",\"channel\":\"voice\",\"duration_ms\":{}}}",
+                i % 60,
+                i * 1000 + 500
+            );
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(event.into_bytes()))
+                .partition_key(format!("{prefix}{i}"))
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = kinesis
+        .put_records()
+        .stream_name(stream)
+        .set_records(Some(entries))
+        .send()
+        .await?;
+    assert_eq!(out.failed_record_count(), Some(0));
+    Ok(())
+}
+
+/// The next version of `call_events`: the optional field `duration_s`, which the transform
+/// derives from `duration_ms` (events never carry it).
+fn call_version_with_duration_s(bed: &Bed) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let root = bed.tmp.path().join("call-next");
+    let schemas = copy_with("schemas", &root.join("schemas"), "call_events.toml", |t| {
+        format!(
+            "{}\n[[fields]]\nname = \"duration_s\"\ntype = \"double\"\n\
+             doc = \"Talk time in seconds (derived from duration_ms).\"\n",
+            next_version(t)
+        )
+    })?;
+    let sql = copy_with(
+        "queries/transform",
+        &root.join("transform"),
+        "call_events.sql",
+        |t| {
+            t.replacen(
+                "    extras,\n",
+                "    CAST(duration_ms AS DOUBLE) / 1000.0 AS duration_s,\n    extras,\n",
+                1,
+            )
+        },
+    )?;
+    let text = |p: std::path::PathBuf| p.to_str().map(str::to_string).ok_or("utf-8");
+    Ok(vec![
+        "--schemas".into(),
+        text(schemas)?,
+        "--transform-sql".into(),
+        text(sql)?,
+    ])
+}
+
+/// `(prefix, events, with the new column)` per event-id prefix, from Redshift.
 async fn warehouse_by_prefix(
     bed: &Bed,
+    kind: Kind,
 ) -> Result<Vec<(String, i64, i64)>, Box<dyn std::error::Error>> {
     Ok(bed
         .db
         .client
         .query(
-            "SELECT split_part(event_id, '-', 1), count(*), count(campaign) \
-             FROM analytics.app_events GROUP BY 1 ORDER BY 1",
+            &format!(
+                "SELECT split_part(event_id, '-', 1), count(*), count({}) \
+                 FROM analytics.{} GROUP BY 1 ORDER BY 1",
+                kind.column(),
+                kind.table()
+            ),
             &[],
         )
         .await?
@@ -67,21 +187,21 @@ async fn warehouse_by_prefix(
         .collect())
 }
 
-/// `prefix,events,ids,with campaign` lines per event-id prefix, from the lake (local engine,
-/// `version` arguments), after the CSV header.
-async fn lake_by_prefix(bed: &Bed, version: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
-    bed.ok(&[
-        &[
-            "query",
-            "SELECT split_part(event_id, '-', 1) AS p, COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids, \
-             COUNT(campaign) AS c FROM app_events GROUP BY 1 ORDER BY 1",
-            "--format",
-            "csv",
-        ][..],
-        version,
-    ]
-    .concat())
-    .await
+/// `prefix,events,ids,with the new column` lines per event-id prefix, from the lake (local
+/// engine, `version` arguments), after the CSV header.
+async fn lake_by_prefix(
+    bed: &Bed,
+    kind: Kind,
+    version: &[&str],
+) -> Result<String, Box<dyn std::error::Error>> {
+    let sql = format!(
+        "SELECT split_part(event_id, '-', 1) AS p, COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids, \
+         COUNT({}) AS c FROM {} GROUP BY 1 ORDER BY 1",
+        kind.column(),
+        kind.table()
+    );
+    bed.ok(&[&["query", sql.as_str(), "--format", "csv"][..], version].concat())
+        .await
 }
 
 fn millis_now() -> i64 {
@@ -109,6 +229,7 @@ struct History {
 
 impl History {
     async fn new(
+        kind: Kind,
         prefix: &str,
         lake_config: &str,
         run_extra: &[&str],
@@ -127,7 +248,7 @@ impl History {
             "--aws-endpoint-url",
             kinesalite.endpoint(),
             "--stream",
-            &format!("app_events={stream}"),
+            &format!("{}={stream}", kind.table()),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -144,14 +265,16 @@ impl History {
             from,
             to: String::new(),
         };
-        put_events(&history.kinesis, &history.stream, "old", 300).await?;
+        kind.put(&history.kinesis, &history.stream, "old", 300)
+            .await?;
         history.bed.ok(&history.run()).await?;
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         let to = rfc3339(millis_now());
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        put_events(&history.kinesis, &history.stream, "mid", 100).await?;
+        kind.put(&history.kinesis, &history.stream, "mid", 100)
+            .await?;
         history.bed.ok(&history.run()).await?;
-        assert_eq!(history.bed.counts("app_events").await?, (400, 400));
+        assert_eq!(history.bed.counts(kind.table()).await?, (400, 400));
         Ok(History { to, ..history })
     }
 
@@ -164,7 +287,9 @@ impl History {
 async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_warehouse_once(
 ) -> TestResult {
     let database = etl_testbed::unique_ident("backfill");
+    let kind = Kind::Call;
     let h = History::new(
+        kind,
         "cli-backfill",
         &format!("glue_database = \"{database}\""),
         &[],
@@ -175,15 +300,15 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
     let bucket = bucket(bed)?;
     let s3 = etl_testbed::moto().await?.clients().await?.s3();
 
-    // Version 3 deployed: the live consumer takes the late events while the backfill runs.
-    let v3 = version_3(bed)?;
+    // The next version deployed: the live consumer takes the late events while the backfill runs.
+    let v3 = kind.next(bed)?;
     let v3: Vec<&str> = v3.iter().map(String::as_str).collect();
     let backfill: Vec<&str> = [
         &v3[..],
         &[
             "backfill",
             "--stream",
-            "app_events",
+            kind.table(),
             "--from",
             from,
             "--to",
@@ -197,7 +322,7 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
         dry.contains("raw objects") && dry.contains("records expected: 300"),
         "{dry}"
     );
-    put_events(kinesis, stream, "late", 100).await?;
+    kind.put(kinesis, stream, "late", 100).await?;
     let live: Vec<&str> = [&v3[..], &run[..]].concat();
     let (live, first) = tokio::join!(bed.ok(&live), bed.ok(&backfill));
     live?;
@@ -213,14 +338,14 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
         ("mid".to_string(), 100, 0),
         ("old".to_string(), 300, 300),
     ];
-    assert_eq!(warehouse_by_prefix(bed).await?, expected);
-    assert_eq!(bed.counts("app_events").await?, (500, 500));
+    assert_eq!(warehouse_by_prefix(bed, kind).await?, expected);
+    assert_eq!(bed.counts(kind.table()).await?, (500, 500));
     let reloads: i64 = bed
         .db
         .client
         .query_one(
             "SELECT count(*) FROM analytics.etl_load_ledger \
-             WHERE table_name = 'app_events' AND strpos(batch_id, '@') > 0",
+             WHERE table_name = 'call_events' AND strpos(batch_id, '@') > 0",
             &[],
         )
         .await?
@@ -228,11 +353,31 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
     assert_eq!(reloads, first["batches_rewritten"].as_i64().unwrap_or(-1));
 
     // The lake through the local engine (over S3, as Glue describes it).
-    let lake = lake_by_prefix(bed, &v3).await?;
+    let lake = lake_by_prefix(bed, kind, &v3).await?;
     assert_eq!(
         lake.lines().skip(1).collect::<Vec<_>>(),
         vec!["late,100,100,100", "mid,100,100,0", "old,300,300,300"],
         "{lake}"
+    );
+
+    // The derived values: old call i lasted i + 0.5 s.
+    let derived = bed
+        .ok(&[
+            &[
+                "query",
+                "SELECT CAST(SUM(duration_s) * 10 AS BIGINT) AS tenths FROM call_events WHERE event_id LIKE 'old-%'",
+                "--format",
+                "csv",
+            ][..],
+            &v3,
+        ]
+        .concat())
+        .await?;
+    let tenths: i64 = (0..300).map(|i| i * 10 + 5).sum();
+    assert_eq!(
+        derived.lines().nth(1),
+        Some(tenths.to_string().as_str()),
+        "{derived}"
     );
 
     // Arrival times survive the backfill: the old events arrived within the range.
@@ -243,7 +388,7 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
                 &format!(
                     "SELECT COUNT(arrived_at) AS known, \
                      SUM(CASE WHEN arrived_at >= TIMESTAMP '{from}' AND arrived_at < TIMESTAMP '{to}' THEN 1 ELSE 0 END) AS in_range \
-                     FROM app_events WHERE event_id LIKE 'old-%'"
+                     FROM call_events WHERE event_id LIKE 'old-%'"
                 ),
                 "--format",
                 "csv",
@@ -256,7 +401,7 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
     let in_warehouse: i64 = bed
         .db
         .client
-        .query_one("SELECT count(arrived_at) FROM analytics.app_events", &[])
+        .query_one("SELECT count(arrived_at) FROM analytics.call_events", &[])
         .await?
         .get(0);
     assert_eq!(in_warehouse, 500);
@@ -271,8 +416,8 @@ async fn backfill_after_a_transform_change_replaces_the_range_in_lake_and_wareho
     );
     bed.ok(&[&["warehouse", "load"][..], &v3].concat()).await?;
     assert_eq!(objects(&s3, &bucket).await?, before);
-    assert_eq!(warehouse_by_prefix(bed).await?, expected);
-    assert_eq!(lake_by_prefix(bed, &v3).await?, lake);
+    assert_eq!(warehouse_by_prefix(bed, kind).await?, expected);
+    assert_eq!(lake_by_prefix(bed, kind, &v3).await?, lake);
     Ok(())
 }
 
@@ -512,7 +657,7 @@ async fn historical_gzip_files_in_s3_are_backfilled_once() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_from_kinesis_at_timestamp_without_a_raw_archive() -> TestResult {
-    let h = History::new("cli-backfill-kinesis", "", &["--no-raw-archive"]).await?;
+    let h = History::new(Kind::App, "cli-backfill-kinesis", "", &["--no-raw-archive"]).await?;
     let (bed, stream, from, to) = (&h.bed, &h.stream, &h.from, &h.to);
     let kinesalite = h.kinesalite;
 
@@ -543,9 +688,9 @@ async fn backfill_from_kinesis_at_timestamp_without_a_raw_archive() -> TestResul
     assert_eq!(first["records"]["written"], 300, "{first}");
     bed.ok(&[&["warehouse", "load"][..], &v3].concat()).await?;
     let expected = vec![("mid".to_string(), 100, 0), ("old".to_string(), 300, 300)];
-    assert_eq!(warehouse_by_prefix(bed).await?, expected);
+    assert_eq!(warehouse_by_prefix(bed, Kind::App).await?, expected);
     assert_eq!(bed.counts("app_events").await?, (400, 400));
-    let lake = lake_by_prefix(bed, &v3).await?;
+    let lake = lake_by_prefix(bed, Kind::App, &v3).await?;
     assert_eq!(
         lake.lines().skip(1).collect::<Vec<_>>(),
         vec!["mid,100,100,0", "old,300,300,300"],
@@ -563,7 +708,7 @@ async fn backfill_from_kinesis_at_timestamp_without_a_raw_archive() -> TestResul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_slices_of_a_raw_archive_backfill_run_as_two_processes_cover_the_range_once(
 ) -> TestResult {
-    let h = History::new("cli-backfill-slices", "", &[]).await?;
+    let h = History::new(Kind::App, "cli-backfill-slices", "", &[]).await?;
     let (bed, from, to) = (&h.bed, &h.from, &h.to);
     let v3 = version_3(bed)?;
     let v3: Vec<&str> = v3.iter().map(String::as_str).collect();
@@ -602,14 +747,14 @@ async fn two_slices_of_a_raw_archive_backfill_run_as_two_processes_cover_the_ran
     assert_eq!(n(&a, "written") + n(&b, "written"), 300, "{a} {b}");
     assert!(n(&a, "read") > 0 && n(&b, "read") > 0, "{a} {b}");
     bed.ok(&[&["warehouse", "load"][..], &v3].concat()).await?;
-    let lake = lake_by_prefix(bed, &v3).await?;
+    let lake = lake_by_prefix(bed, Kind::App, &v3).await?;
     assert_eq!(
         lake.lines().skip(1).collect::<Vec<_>>(),
         vec!["mid,100,100,0", "old,300,300,300"],
         "{lake}"
     );
     assert_eq!(
-        warehouse_by_prefix(bed).await?,
+        warehouse_by_prefix(bed, Kind::App).await?,
         vec![("mid".to_string(), 100, 0), ("old".to_string(), 300, 300)]
     );
     // Each batch has exactly one manifest, and the slices revised each batch of the range once.

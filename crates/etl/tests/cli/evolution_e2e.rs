@@ -46,7 +46,7 @@ pub(super) async fn put_events(
 }
 
 /// Copies every file of the repository folder `from` into `to`, changing `file` with `change`.
-fn copy_with(
+pub(super) fn copy_with(
     from: &str,
     to: &Path,
     file: &str,
