@@ -9,7 +9,7 @@
 //! object and no warehouse count. The other tests: Kinesis AT_TIMESTAMP, raw-archive slices,
 //! historical files (slices, kill -9 and resume, gzip in S3), on `app_events` (+ `campaign`).
 
-use super::evolution_e2e::{copy_with, next_version, put_events, version_3};
+use super::evolution_e2e::{copy_with, next_version, put_events, put_json, version_3};
 use super::warehouse_ops::{bed_with, Bed};
 use super::TestResult;
 use std::collections::BTreeMap;
@@ -104,32 +104,17 @@ async fn put_calls(
     prefix: &str,
     n: usize,
 ) -> TestResult {
-    use etl_aws::kinesis::primitives::Blob;
-    use etl_aws::kinesis::types::PutRecordsRequestEntry;
-    let entries = (0..n)
-        .map(|i| {
-            let event = format!(
-                "{{\"event_id\":\"{prefix}-{i:04}\",\"call_id\":\"c-{prefix}-{i}\",\
-                 \"event_type\":\"call_ended\",\"occurred_at\":\"2026-11-03T10:{:02}:00.000Z\",\
-                 \"account_id\":\"acc-1\",\"caller\":\"+14155550101\",\"callee\":\"+14155550102\",\
-                 \"direction\":\"outbound\",\"channel\":\"voice\",\"duration_ms\":{}}}",
-                i % 60,
-                i * 1000 + 500
-            );
-            PutRecordsRequestEntry::builder()
-                .data(Blob::new(event.into_bytes()))
-                .partition_key(format!("{prefix}{i}"))
-                .build()
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let out = kinesis
-        .put_records()
-        .stream_name(stream)
-        .set_records(Some(entries))
-        .send()
-        .await?;
-    assert_eq!(out.failed_record_count(), Some(0));
-    Ok(())
+    put_json(kinesis, stream, prefix, n, |i| {
+        format!(
+            "{{\"event_id\":\"{prefix}-{i:04}\",\"call_id\":\"c-{prefix}-{i}\",\
+             \"event_type\":\"call_ended\",\"occurred_at\":\"2026-11-03T10:{:02}:00.000Z\",\
+             \"account_id\":\"acc-1\",\"caller\":\"+14155550101\",\"callee\":\"+14155550102\",\
+             \"direction\":\"outbound\",\"channel\":\"voice\",\"duration_ms\":{}}}",
+            i % 60,
+            i * 1000 + 500
+        )
+    })
+    .await
 }
 
 /// The next version of `call_events`: the optional field `duration_s`, which the transform

@@ -20,17 +20,31 @@ pub(super) async fn put_events(
     prefix: &str,
     n: usize,
 ) -> TestResult {
+    put_json(kinesis, stream, prefix, n, |i| {
+        format!(
+            "{{\"event_id\":\"{prefix}-{i:04}\",\"event_type\":\"signup\",\
+             \"occurred_at\":\"2026-11-03T09:{:02}:00.000Z\",\"user_id\":\"u-{i}\",\
+             \"account_id\":\"acc-1\",\"platform\":\"web\",\"properties\":{{}},\
+             \"campaign\":\"autumn\"}}",
+            i % 60
+        )
+    })
+    .await
+}
+
+/// Puts `event(i)` for `i` in `0..n` on `stream` in one PutRecords call, partition key
+/// `<prefix><i>`; every record must be accepted.
+pub(super) async fn put_json(
+    kinesis: &etl_aws::kinesis::Client,
+    stream: &str,
+    prefix: &str,
+    n: usize,
+    event: impl Fn(usize) -> String,
+) -> TestResult {
     let entries = (0..n)
         .map(|i| {
-            let event = format!(
-                "{{\"event_id\":\"{prefix}-{i:04}\",\"event_type\":\"signup\",\
-                 \"occurred_at\":\"2026-11-03T09:{:02}:00.000Z\",\"user_id\":\"u-{i}\",\
-                 \"account_id\":\"acc-1\",\"platform\":\"web\",\"properties\":{{}},\
-                 \"campaign\":\"autumn\"}}",
-                i % 60
-            );
             PutRecordsRequestEntry::builder()
-                .data(Blob::new(event.into_bytes()))
+                .data(Blob::new(event(i).into_bytes()))
                 .partition_key(format!("{prefix}{i}"))
                 .build()
         })
