@@ -2,7 +2,7 @@
 //! without a raw archive. The delivery log says where each committed batch starts and ends, so
 //! the records are cut into exactly the batches the consumer committed, and rewritten as such.
 
-use crate::plan::{current_manifest, read_manifest};
+use crate::plan::{current_manifest, dead_letter_dt, read_manifest, revised_manifest};
 use crate::run::revision;
 use crate::source::{first_batch_from, seed_before, BackfillCheckpoint, SourceStats, Target};
 use async_trait::async_trait;
@@ -258,7 +258,7 @@ impl RecordSource for KinesisSource {
             };
             let rev = revision(&self.fingerprint, batch);
             let old = self.manifests.get(batch).cloned().unwrap_or_default();
-            let revised = format!("{commits}{batch}@{rev}.json");
+            let revised = revised_manifest(&self.stream, batch, &rev);
             if old.contains(&revised) {
                 self.stat(|s| s.done_before += 1);
                 if let Some(r) = self.current.as_mut() {
@@ -296,8 +296,7 @@ impl RecordSource for KinesisSource {
             let dead_letter_dt = manifest
                 .dead_letter_file
                 .as_deref()
-                .and_then(|p| p.split('/').find_map(|s| s.strip_prefix("dt=")))
-                .map(str::to_string)
+                .and_then(dead_letter_dt)
                 .unwrap_or_else(|| etl_lake::raw::partition_of(arrival).dt);
             self.stat(|s| s.batches_read += 1);
             return Ok(Some(SourceBatch {

@@ -279,6 +279,12 @@ pub async fn manifests_by_batch(
     Ok(out)
 }
 
+/// Where the manifest of `batch` revised by revision `revision` is stored (as
+/// `BatchCommit::manifest_path` names it).
+pub fn revised_manifest(stream: &str, batch: &str, revision: &str) -> String {
+    format!("_commits/{stream}/{batch}@{revision}.json")
+}
+
 /// Reads a manifest.
 pub async fn read_manifest(lake: &Lake, path: &str) -> Result<BatchCommit, BackfillError> {
     let bytes = lake.get(path).await?.ok_or_else(|| BackfillError::Read {
@@ -461,7 +467,7 @@ async fn lake_size(lake: &Lake, path: &str) -> Result<u64, BackfillError> {
 }
 
 /// `dt` of a dead-letter file `dead-letters/<stream>/dt=<dt>/<batch>.ndjson`.
-fn dead_letter_dt(path: &str) -> Option<String> {
+pub(crate) fn dead_letter_dt(path: &str) -> Option<String> {
     path.split('/')
         .find_map(|s| s.strip_prefix("dt="))
         .map(str::to_string)

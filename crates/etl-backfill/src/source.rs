@@ -2,7 +2,7 @@
 //! consumer cut them) and one historical file ([`FileSource`]), both handing the writer a
 //! [`BackfillCheckpoint`] that says which batch the records rewrite.
 
-use crate::plan::{FileInput, RawBatchRef, Unit};
+use crate::plan::{revised_manifest, FileInput, RawBatchRef, Unit};
 use crate::run::revision;
 use async_trait::async_trait;
 use etl_lake::delivery::{compare_positions, Delivery, ManifestPositions, Resume};
@@ -227,7 +227,7 @@ impl RecordSource for RawSource {
     ) -> Result<Option<SourceBatch>, SourceError> {
         while let Some((unit, b)) = self.queue.pop_front() {
             let rev = revision(&self.fingerprint, b.batch_id.as_str());
-            let revised = format!("_commits/{}/{}@{rev}.json", self.stream, b.batch_id);
+            let revised = revised_manifest(&self.stream, b.batch_id.as_str(), &rev);
             if b.manifests.contains(&revised) {
                 self.stat(|s| s.done_before += 1);
                 // The next batch of this shard starts a new window (seeded afresh).

@@ -78,26 +78,14 @@ pub async fn run(setup: &Setup, args: BackfillArgs) -> Result<()> {
     let mut kinesis = None;
     let (plan, range) = match &spec {
         SourceSpec::Raw => {
-            let (Some(from), Some(to)) = (from, to) else {
-                bail!("--from and --to are required with --source raw: the range of arrival times to re-process, e.g. --from 2026-11-01 --to 2026-11-08");
-            };
-            let now = chrono::Utc::now().timestamp_millis();
-            if to > now {
-                bail!("--to {} is in the future: a raw-archive backfill re-processes batches the consumer has already written; end the range at or before now", args.to.as_deref().unwrap_or_default());
-            }
+            let (from, to) = arrival_range(&args, from, to)?;
             let plan = plan::plan_raw(&lake, &args.stream, from, to)
                 .await
                 .context("planning the backfill from the raw archive")?;
             (plan, (from, to))
         }
         SourceSpec::Kinesis => {
-            let (Some(from), Some(to)) = (from, to) else {
-                bail!("--from and --to are required with --source kinesis: the range of arrival times to read again, within the stream's retention");
-            };
-            let now = chrono::Utc::now().timestamp_millis();
-            if to > now {
-                bail!("--to {} is in the future: a backfill re-processes batches the consumer has already written; end the range at or before now", args.to.as_deref().unwrap_or_default());
-            }
+            let (from, to) = arrival_range(&args, from, to)?;
             let Some(kinesis_stream) = args
                 .kinesis_stream
                 .clone()
@@ -177,6 +165,18 @@ pub async fn run(setup: &Setup, args: BackfillArgs) -> Result<()> {
         println!("lake: {}", pipeline.lake().location());
     }
     Ok(())
+}
+
+/// The arrival range of a `raw` or `kinesis` backfill: both ends given, the end not in the future
+/// (a backfill re-processes batches the consumer has already written).
+fn arrival_range(args: &BackfillArgs, from: Option<i64>, to: Option<i64>) -> Result<(i64, i64)> {
+    let (Some(from), Some(to)) = (from, to) else {
+        bail!("--from and --to are required with --source {}: the range of arrival times to re-process, e.g. --from 2026-11-01 --to 2026-11-08", args.source);
+    };
+    if to > chrono::Utc::now().timestamp_millis() {
+        bail!("--to {} is in the future: a backfill re-processes batches the consumer has already written; end the range at or before now", args.to.as_deref().unwrap_or_default());
+    }
+    Ok((from, to))
 }
 
 /// The store and prefix of a files source: an `s3://bucket/prefix` (with the lake's S3 options)
