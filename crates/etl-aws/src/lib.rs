@@ -138,6 +138,7 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> Result<SdkConfig, AwsCon
     }
 
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .region(Region::new(settings.region.clone()))
         .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
         .timeout_config(timeouts.build());
@@ -165,6 +166,17 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> Result<SdkConfig, AwsCon
         "AWS SDK configuration loaded"
     );
     Ok(config)
+}
+
+/// The one HTTPS client of every AWS SDK client (and of the credential providers: STS, SSO,
+/// IMDS, ECS): hyper 1 with rustls on the `ring` crypto provider, the TLS stack object_store
+/// already brings. Certificates come from the platform's store (`rustls-native-certs`), as with
+/// the SDK's default client; timeouts come from the SDK configuration per request.
+fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// Factory of the project's AWS clients, all sharing one [`SdkConfig`] (and so one HTTP

@@ -12,6 +12,7 @@
 
 mod functions;
 mod idset;
+mod plan;
 
 pub use functions::MaskKey;
 pub use idset::{id_digest, id_set, DigestHasher, IdSet};
@@ -24,7 +25,7 @@ use datafusion::prelude::SessionConfig;
 use etl_schema::{StreamSchema, ARRIVED_AT_COLUMN};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Errors of the transform step.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +137,8 @@ pub struct Transformer {
 struct StreamTransform {
     sql: TransformSql,
     expected: Arc<Schema>,
+    /// The SQL planned for the last input schema seen (see [`plan`]).
+    plan: Mutex<Option<Arc<plan::CachedPlan>>>,
 }
 
 impl Transformer {
@@ -157,6 +160,7 @@ impl Transformer {
                 StreamTransform {
                     sql,
                     expected: schema.transformed_arrow_schema(),
+                    plan: Mutex::new(None),
                 },
             );
         }
@@ -237,8 +241,6 @@ impl Transformer {
             origin: origin.clone(),
             source: Box::new(e),
         };
-        let ctx = SessionContext::new_with_config(self.config.clone());
-        functions::register(&ctx, &self.key);
         let input = decoded.num_rows() as u64;
         let decoded = if decoded.column_by_name(ARRIVED_AT_COLUMN).is_some() {
             decoded
@@ -248,10 +250,9 @@ impl Transformer {
         let unique = Self::dedup_first(decoded)?;
         let duplicates = input - unique.num_rows() as u64;
         let sql_input = unique.num_rows() as u64;
-        ctx.register_batch("input", unique).map_err(sql_err)?;
-        let df = ctx.sql(&st.sql.sql).await.map_err(sql_err)?;
-        let batches = df
-            .collect()
+        let plan = self.plan(st, unique.schema()).await.map_err(sql_err)?;
+        let batches = plan
+            .execute(unique, &self.config)
             .await
             .map_err(sql_err)?
             .into_iter()
@@ -270,6 +271,30 @@ impl Transformer {
             duplicates,
             filtered: sql_input - output,
         })
+    }
+}
+
+impl Transformer {
+    /// The stream's SQL planned for `input`: the cached plan when the schema is the one it was
+    /// planned for (every batch of a run), else a new one, which replaces it.
+    async fn plan(
+        &self,
+        st: &StreamTransform,
+        input: arrow::datatypes::SchemaRef,
+    ) -> Result<Arc<plan::CachedPlan>, datafusion::error::DataFusionError> {
+        let cached = st.plan.lock().ok().and_then(|p| p.clone());
+        if let Some(p) = cached {
+            if Arc::ptr_eq(&p.input_schema, &input) || p.input_schema == input {
+                return Ok(p);
+            }
+        }
+        let ctx = SessionContext::new_with_config(self.config.clone());
+        functions::register(&ctx, &self.key);
+        let p = Arc::new(plan::CachedPlan::new(ctx, &st.sql.sql, input).await?);
+        if let Ok(mut slot) = st.plan.lock() {
+            *slot = Some(p.clone());
+        }
+        Ok(p)
     }
 }
 

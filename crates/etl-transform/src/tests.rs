@@ -132,6 +132,68 @@ async fn call_transform_masks_flattens_partitions_and_dedups() {
     }
 }
 
+/// The SQL is planned once per stream; batches transformed one after another and at the same
+/// time each get their own rows back, sorted by the query's ORDER BY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_plan_serves_every_batch_also_concurrently() {
+    let t = Arc::new(Transformer::new(&schemas(), embedded_sql(), key()).unwrap());
+    // Batch k: the call batch's first two rows with event ids `k-e1`, `k-e2` and occurred_at
+    // moved so that the order flips for odd k.
+    let batch = |k: i64| {
+        let b = call_batch().slice(0, 2);
+        let ids = StringArray::from(vec![format!("{k}-e1"), format!("{k}-e2")]);
+        let t0 = 1_793_577_599_999 + k * 1000;
+        let times = if k % 2 == 0 {
+            [t0, t0 + 1]
+        } else {
+            [t0 + 1, t0]
+        };
+        let ts = TimestampMillisecondArray::from(times.to_vec()).with_timezone("UTC");
+        let mut cols = b.columns().to_vec();
+        cols[0] = Arc::new(ids);
+        cols[3] = Arc::new(ts);
+        RecordBatch::try_new(b.schema(), cols).unwrap()
+    };
+    let ids_of = |out: Transformed| -> Vec<String> {
+        out.batches
+            .iter()
+            .flat_map(|b| {
+                let ids = b.column_by_name("event_id").unwrap().as_string::<i32>();
+                ids.iter().flatten().map(str::to_string).collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let expected = |k: i64| {
+        if k % 2 == 0 {
+            vec![format!("{k}-e1"), format!("{k}-e2")]
+        } else {
+            vec![format!("{k}-e2"), format!("{k}-e1")]
+        }
+    };
+    for k in 0..3 {
+        let out = t.transform("call_events", batch(k)).await.unwrap();
+        assert_eq!(ids_of(out), expected(k), "batch {k} in sequence");
+    }
+    let tasks: Vec<_> = (10..40)
+        .map(|k| {
+            let t = t.clone();
+            tokio::spawn(async move { (k, t.transform("call_events", batch(k)).await) })
+        })
+        .collect();
+    for task in tasks {
+        let (k, out) = task.await.unwrap();
+        assert_eq!(
+            ids_of(out.unwrap()),
+            expected(k),
+            "batch {k} at the same time"
+        );
+    }
+    // Arrival times given by the source: the same input schema, so the same plan.
+    let arrivals = Transformer::with_arrivals(batch(7), vec![Some(5), Some(6)]).unwrap();
+    let out = t.transform("call_events", arrivals).await.unwrap();
+    assert_eq!(ids_of(out), expected(7));
+}
+
 #[tokio::test]
 async fn a_query_with_the_wrong_columns_is_refused_with_the_file_name() {
     let sql = vec![
