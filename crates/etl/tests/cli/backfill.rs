@@ -546,7 +546,17 @@ fn historical_files_in_two_slices_and_after_a_kill_9_are_each_ingested_once() ->
         .spawn()?;
     let markers = killed.join("lake/_backfill/app_events/files");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while std::fs::read_dir(&markers).map(|d| d.count()).unwrap_or(0) == 0 {
+    // A done marker, not the staging file (`<name>#<n>`) object_store writes before renaming it.
+    let done_markers = || {
+        std::fs::read_dir(&markers)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    while done_markers() == 0 {
         assert!(
             child.try_wait()?.is_none(),
             "the backfill ended before it could be killed"
