@@ -6,7 +6,8 @@
 //! return the stream's lake columns followed by `dt` and `hour`; [`Transformer`] checks that
 //! before anything is written. Functions registered for the SQL:
 //! `mask_phone(text)` (keyed HMAC-SHA256, see [`MaskKey`]), `lake_dt(ts)` and `lake_hour(ts)`
-//! (UTC partition values).
+//! (UTC partition values). The SQL is planned once per stream (and input schema) and the plan
+//! is run for every batch (`plan.rs`).
 //!
 //! This crate does not decode JSON, deduplicate across batches, or write anything.
 
