@@ -273,9 +273,7 @@ impl Transformer {
             filtered: sql_input - output,
         })
     }
-}
 
-impl Transformer {
     /// The stream's SQL planned for `input`: the cached plan when the schema is the one it was
     /// planned for (every batch of a run), else a new one, which replaces it.
     async fn plan(
