@@ -1,6 +1,6 @@
 //! Running one stream's records through the pipeline.
 
-use crate::dedup::DedupWindow;
+use crate::dedup::{keep_rows, Admitted, DedupWindow};
 use crate::source::{Checkpoint, DedupScope, RawBatch, RecordSource, SourceBatch, SourceError};
 use crate::writer::{BatchWriter, ErrorKind, LakeWriter, ProcessedBatch};
 use crate::{PipelineError, PipelineOptions, StreamSummary};
@@ -327,18 +327,8 @@ impl Pipeline {
 /// Ids a partition's window makes room for at first (it grows up to `dedup_window`).
 const SCOPED_RESERVE: usize = 1 << 14;
 
-fn apply_window(
-    window: &mut DedupWindow,
-    batches: Vec<RecordBatch>,
-) -> Result<(Vec<RecordBatch>, u64), PipelineError> {
-    let mut kept: Vec<RecordBatch> = Vec::with_capacity(batches.len());
-    let mut dropped = 0;
-    for b in batches {
-        let (k, d) = window.apply(b).map_err(etl_lake::LakeError::from)?;
-        dropped += d;
-        kept.push(k);
-    }
-    Ok((kept, dropped))
+fn admit_all(window: &mut DedupWindow, digests: &[Vec<u128>]) -> Vec<Admitted> {
+    digests.iter().map(|d| window.admit(d)).collect()
 }
 
 /// State shared by the tasks of one run.
@@ -462,13 +452,30 @@ impl Shared {
         };
         clock.lap(crate::metrics::Stage::Transform);
 
-        // Cross-batch dedup, strictly in batch order.
+        // Cross-batch dedup: only the window's lookups wait for the batch's turn (batch order);
+        // hashing the ids before and dropping the repeats after run in parallel.
+        let digests = if self.options.dedup_window > 0 {
+            let digests: Result<Vec<_>, _> = transformed
+                .batches
+                .iter()
+                .map(DedupWindow::digests)
+                .collect();
+            digests.map_err(etl_lake::LakeError::from)?
+        } else {
+            vec![Vec::new(); transformed.batches.len()]
+        };
         let mut rx = self.turn.subscribe();
         rx.wait_for(|v| *v >= seq)
             .await
             .map_err(|_| PipelineError::Internal("dedup turn channel closed".into()))?;
-        let (kept, cross) = self.dedup(checkpoint.dedup_scope().as_ref(), transformed.batches)?;
+        let admitted = self.dedup(checkpoint.dedup_scope().as_ref(), &digests)?;
         drop(turn);
+        let mut cross = 0;
+        let mut kept = Vec::with_capacity(admitted.len());
+        for (batch, admitted) in transformed.batches.into_iter().zip(admitted) {
+            cross += admitted.dropped;
+            kept.push(keep_rows(batch, admitted).map_err(etl_lake::LakeError::from)?);
+        }
         clock.mark();
 
         let files = (self.encode)(
@@ -518,19 +525,20 @@ impl Shared {
         Ok(out)
     }
 
-    /// Passes `batches` through the stream's window, or the window of the batch's partition
-    /// (made afresh from the scope's seed when the scope's epoch is newer than the window).
+    /// Passes the ids of a batch's record batches (`digests`, one list per record batch) through
+    /// the stream's window, or the window of the batch's partition (made afresh from the
+    /// scope's seed when the scope's epoch is newer than the window).
     fn dedup(
         &self,
         scope: Option<&DedupScope>,
-        batches: Vec<RecordBatch>,
-    ) -> Result<(Vec<RecordBatch>, u64), PipelineError> {
+        digests: &[Vec<u128>],
+    ) -> Result<Vec<Admitted>, PipelineError> {
         let Some(scope) = scope else {
             let mut window = self
                 .window
                 .lock()
                 .map_err(|_| PipelineError::Internal("dedup window lock poisoned".into()))?;
-            return apply_window(&mut window, batches);
+            return Ok(admit_all(&mut window, digests));
         };
         let fresh = || {
             let capacity = self.options.dedup_window / scope.share.max(1);
@@ -551,9 +559,9 @@ impl Shared {
         if entry.0 > scope.epoch {
             // A batch of an earlier stint on this partition: it will not be committed (the
             // source refuses it), and its ids must not enter the current window.
-            return apply_window(&mut DedupWindow::new(0), batches);
+            return Ok(admit_all(&mut DedupWindow::new(0), digests));
         }
-        apply_window(&mut entry.1, batches)
+        Ok(admit_all(&mut entry.1, digests))
     }
 
     fn take_decoder(&self) -> Result<Decoder, PipelineError> {

@@ -358,6 +358,24 @@ impl RecordSource for LineSource {
     }
 }
 
+/// Appends up to [`READ_CHUNK`] bytes of `reader` to `data` with one `read` call (a file's read
+/// of this size bypasses the `BufReader`'s buffer) and returns how many; 0 at the end.
+/// (`read_to_end` would start each call with small reads copied through the `BufReader`: ~2% of
+/// an ingest's CPU time in memcpy.) The bytes are zeroed before the read: the batch buffers
+/// are reused, so that is a memset of memory already in cache, not fresh pages.
+fn read_chunk(reader: &mut dyn Read, data: &mut Vec<u8>) -> std::io::Result<usize> {
+    let start = data.len();
+    data.resize(start + READ_CHUNK, 0);
+    let result = loop {
+        match reader.read(&mut data[start..]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    data.truncate(start + *result.as_ref().unwrap_or(&0));
+    result
+}
+
 impl LineReader {
     /// Cuts the next batch of lines (blocking).
     fn next_batch(
@@ -412,11 +430,7 @@ impl LineReader {
             if batch.data.capacity() - batch.data.len() < READ_CHUNK {
                 batch.data.reserve(READ_CHUNK); // a line longer than the room left
             }
-            let n = self
-                .reader
-                .by_ref()
-                .take(READ_CHUNK as u64)
-                .read_to_end(&mut batch.data)?;
+            let n = read_chunk(&mut *self.reader, &mut batch.data)?;
             self.eof = n == 0;
         }
         self.carry.extend_from_slice(&batch.data[pos..]);
