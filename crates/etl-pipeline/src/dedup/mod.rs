@@ -115,17 +115,6 @@ impl DedupWindow {
         Admitted { keep, dropped }
     }
 
-    /// Removes rows whose `event_id` is in the window and remembers the others. Returns the kept
-    /// rows and how many were dropped. Rows within `batch` are assumed distinct already.
-    pub fn apply(&mut self, batch: RecordBatch) -> Result<(RecordBatch, u64), ArrowError> {
-        if self.capacity == 0 {
-            return Ok((batch, 0));
-        }
-        let admitted = self.admit(&Self::digests(&batch)?);
-        let dropped = admitted.dropped;
-        Ok((keep_rows(batch, admitted)?, dropped))
-    }
-
     fn forget_oldest(&mut self) {
         while self.order.len() > self.capacity {
             if let Some(old) = self.order.pop_front() {
